@@ -1,0 +1,83 @@
+"""weightcache: model weights on a persistent volume, fetched once, verified, crash-safe.
+
+::
+
+    from weightcache import WeightCache, LocalStore
+    cache = WeightCache(LocalStore("/cache"))
+    entry = cache.ensure("dir:///tmp/initial_weights", link_to="/root/data/weights")
+    entry.path, entry.hit, entry.manifest
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .cache import SourceStatus, WeightCache
+from .entry import Entry
+from .errors import (
+    ChecksumMismatchError,
+    CommitError,
+    EmptySourceError,
+    EntryNotFoundError,
+    IntegrityError,
+    LinkError,
+    LockTimeoutError,
+    ManifestError,
+    SizeMismatchError,
+    SourceAuthError,
+    SourceChangedError,
+    SourceError,
+    SourceNotFoundError,
+    SourceUnreachableError,
+    StoreError,
+    StoreFullError,
+    StoreNotWritableError,
+    UnknownSchemeError,
+    UnsafePathError,
+    WeightCacheError,
+)
+from .gc import GcReport
+from .manifest import FileRecord, Manifest
+from .progress import ProgressEvent
+from .providers.base import Source, Store
+from .providers.image_dir import ImageDirSource
+from .providers.local_store import LocalStore
+from .registry import parse_source, register_source
+from .verify import VerifyReport
+
+__all__ = [
+    "ChecksumMismatchError",
+    "CommitError",
+    "EmptySourceError",
+    "Entry",
+    "EntryNotFoundError",
+    "FileRecord",
+    "GcReport",
+    "ImageDirSource",
+    "IntegrityError",
+    "LinkError",
+    "LocalStore",
+    "LockTimeoutError",
+    "Manifest",
+    "ManifestError",
+    "ProgressEvent",
+    "SizeMismatchError",
+    "Source",
+    "SourceAuthError",
+    "SourceChangedError",
+    "SourceError",
+    "SourceNotFoundError",
+    "SourceStatus",
+    "SourceUnreachableError",
+    "Store",
+    "StoreError",
+    "StoreFullError",
+    "StoreNotWritableError",
+    "UnknownSchemeError",
+    "UnsafePathError",
+    "VerifyReport",
+    "WeightCache",
+    "WeightCacheError",
+    "__version__",
+    "parse_source",
+    "register_source",
+]

@@ -1,0 +1,262 @@
+"""``WeightCache``: the one object users hold. ``ensure()`` is the call every container start makes."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Literal
+
+from pydantic import BaseModel
+
+from .constants import default_store_root
+from .entry import Entry
+from .errors import EntryNotFoundError
+from .gc import GcReport, collect_garbage, remove_entry_dir
+from .layout import entry_key, is_valid_key
+from .linking import LinkMode, link_entry
+from .manifest import Manifest
+from .populate import populate
+from .progress import ProgressCallback
+from .providers.base import Source, Store
+from .providers.local_store import LocalStore
+from .refs import read_ref, write_ref
+from .registry import SourceLike, parse_source
+from .verify import VerifyReport, load_manifest, stat_problems, verify_entry
+
+logger = logging.getLogger(__name__)
+
+VersionOrigin = Literal["pinned", "ref", "source"]
+
+
+class SourceStatus(BaseModel):
+    """What the store holds for a source, found without fetching anything."""
+
+    source: str
+    version: str
+    version_from: VersionOrigin
+    key: str
+    cached: bool
+    path: str | None
+    files: int
+    bytes: int
+    problems: list[str]
+
+
+class WeightCache:
+    """A cache of model weights in a store.
+
+    ``WeightCache()`` uses a local store at ``$WEIGHTCACHE_HOME`` or ``~/.cache/weightcache``;
+    pass a :class:`Store` (``LocalStore("/cache")``, ``ModalVolumeStore(...)``) or a path for
+    another. ``lock_timeout`` bounds how long a call waits for another process populating
+    the same entry (``None``: as long as that process is alive and holds its lease).
+    """
+
+    def __init__(
+        self, store: Store | str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None
+    ):
+        self.store = store if isinstance(store, Store) else LocalStore(store or default_store_root())
+        self.lock_timeout = lock_timeout
+
+    def __repr__(self) -> str:
+        return f"WeightCache({self.store!r})"
+
+    # --- the main call ----------------------------------------------------------------------
+
+    def ensure(
+        self,
+        source: SourceLike,
+        *,
+        link_to: str | os.PathLike[str] | None = None,
+        link_mode: LinkMode = "symlink",
+        force: bool = False,
+        repair: bool = False,
+        refresh: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> Entry:
+        """Return the entry for ``source``, populating the store on a miss.
+
+        A hit costs a manifest read and a ``stat`` per file, with no network. A miss fetches
+        once even when many processes ask at once. ``force`` re-fetches always; ``repair``
+        rehashes a cached entry and re-fetches it if damaged; ``refresh`` asks a remote source
+        for its latest version instead of using the one remembered in the store.
+        ``link_to`` links the files into that directory (see :meth:`link`).
+        """
+        src = parse_source(source)
+        version, origin = self._version(src, refresh=refresh)
+        entry, seen = self._lookup(src, version, deep=repair, force=force)
+        if entry is None and origin == "ref":
+            # The remembered version is not usable: a miss needs the source anyway, so ask it what is current.
+            version, origin = src.resolve(), "source"
+            entry, seen = self._lookup(src, version, deep=repair, force=force)
+        if entry is None:
+            entry = self._populate(src, version, seen=seen, progress=progress)
+        if origin == "source" and src.offline_first:
+            self._remember(src, entry)
+        if link_to is not None:
+            self.link(entry, link_to, mode=link_mode)
+        return entry
+
+    # --- inspecting -------------------------------------------------------------------------
+
+    def status(self, source: SourceLike) -> SourceStatus:
+        """What is cached for ``source``: resolved as ``ensure`` would (offline-first), nothing fetched."""
+        src = parse_source(source)
+        version, origin = self._version(src, refresh=False)
+        key = self._key(src, version)
+        manifest = load_manifest(self.store.layout, key)
+        problems = (
+            []
+            if manifest is None
+            else [
+                f"{problem.path}: {problem.detail}"
+                for problem in stat_problems(self.store.layout.files_dir(key), manifest)
+            ]
+        )
+        return SourceStatus(
+            source=src.uri,
+            version=version,
+            version_from=origin,
+            key=key,
+            cached=manifest is not None and not problems,
+            path=str(self.store.layout.files_dir(key)) if manifest else None,
+            files=len(manifest.files) if manifest else 0,
+            bytes=manifest.total_bytes if manifest else 0,
+            problems=problems,
+        )
+
+    def get(self, key: str) -> Entry:
+        """The entry with ``key``, or :class:`EntryNotFoundError`."""
+        manifest = load_manifest(self.store.layout, key) if is_valid_key(key) else None
+        if manifest is None:
+            raise EntryNotFoundError(
+                f"no entry {key!r} in store {self.store.describe()}; see `weightcache ls`"
+            )
+        return self._entry(manifest, hit=True)
+
+    def list(self) -> list[Entry]:
+        """Every valid entry in the store, grouped by source, newest first within a source."""
+        entries_dir = self.store.layout.entries_dir
+        keys = sorted(path.name for path in entries_dir.iterdir()) if entries_dir.is_dir() else []
+        manifests = [m for m in (load_manifest(self.store.layout, key) for key in keys) if m is not None]
+        manifests.sort(key=lambda m: (m.source, -m.created_at.timestamp()))
+        return [self._entry(manifest, hit=True) for manifest in manifests]
+
+    def verify(self, entry: Entry | str, *, deep: bool = False) -> VerifyReport:
+        """Check one entry: stat every file; with ``deep``, rehash every file and compare."""
+        return verify_entry(self.store.layout, entry.key if isinstance(entry, Entry) else entry, deep=deep)
+
+    def verify_all(self, *, deep: bool = False) -> list[VerifyReport]:
+        """Check every entry directory, including ones whose manifest is missing or broken."""
+        entries_dir = self.store.layout.entries_dir
+        keys = sorted(path.name for path in entries_dir.iterdir()) if entries_dir.is_dir() else []
+        return [verify_entry(self.store.layout, key, deep=deep) for key in keys]
+
+    # --- changing ---------------------------------------------------------------------------
+
+    def remove(self, entry: Entry | str) -> None:
+        """Remove an entry (waits for a populate of it to finish first)."""
+        key = entry.key if isinstance(entry, Entry) else entry
+        self.get(key)
+        with self.store.populate_lock(key, timeout=self.lock_timeout):
+            remove_entry_dir(self.store, key, self.store.layout.entry_dir(key))
+        self.store.persist()
+
+    def gc(self, *, keep: int = 1, dry_run: bool = False) -> GcReport:
+        """Keep the ``keep`` newest versions of each source, remove the rest (see :mod:`weightcache.gc`)."""
+        report = collect_garbage(self.store, keep=keep, dry_run=dry_run)
+        if report.removed and not dry_run:
+            self.store.persist()
+        return report
+
+    def link(
+        self,
+        entry: Entry,
+        dest: str | os.PathLike[str],
+        *,
+        mode: LinkMode = "symlink",
+        whole: bool = False,
+        overwrite: bool = False,
+    ) -> os.PathLike[str]:
+        """Link the entry's files into ``dest`` (see :func:`weightcache.linking.link_entry`)."""
+        return link_entry(entry, dest, mode=mode, whole=whole, overwrite=overwrite)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _version(self, src: Source, *, refresh: bool) -> tuple[str, VersionOrigin]:
+        pinned = src.pinned_version()
+        if pinned is not None:
+            return pinned, "pinned"
+        if src.offline_first and not refresh:
+            ref = read_ref(self.store.layout, src.uri)
+            if ref is not None:
+                return ref.version, "ref"
+        return src.resolve(), "source"
+
+    def _key(self, src: Source, version: str) -> str:
+        return entry_key(src.slug, src.identity, version)
+
+    def _lookup(
+        self, src: Source, version: str, *, deep: bool, force: bool
+    ) -> tuple[Entry | None, Manifest | None]:
+        """The usable entry for ``version`` if any (never with ``force``), and the manifest seen."""
+        key = self._key(src, version)
+        manifest = load_manifest(self.store.layout, key)
+        if force:
+            return None, manifest
+        if manifest is None:
+            self.store.refresh()  # another machine may have published it
+            manifest = load_manifest(self.store.layout, key)
+            if manifest is None:
+                return None, None
+        report_problems = stat_problems(self.store.layout.files_dir(key), manifest)
+        if not report_problems and deep:
+            report_problems = verify_entry(self.store.layout, key, deep=True).problems
+        if report_problems:
+            logger.warning(
+                "entry %s is damaged (%s); fetching it again",
+                key,
+                "; ".join(f"{p.path}: {p.detail}" for p in report_problems[:3]),
+            )
+            return None, manifest
+        return self._entry(manifest, hit=True), manifest
+
+    def _populate(
+        self,
+        src: Source,
+        version: str,
+        *,
+        seen: Manifest | None,
+        progress: ProgressCallback | None,
+    ) -> Entry:
+        key = self._key(src, version)
+        self.store.prepare_for_writes()
+        with self.store.populate_lock(key, timeout=self.lock_timeout) as lock:
+            current = load_manifest(self.store.layout, key)
+            if (
+                current is not None
+                and current != seen
+                and not stat_problems(self.store.layout.files_dir(key), current)
+            ):
+                return self._entry(current, hit=True)  # another process populated it while we waited
+            manifest = populate(self.store, src, version, key, lock, progress=progress)
+            write_ref(self.store.layout, src.uri, version, key)
+            self.store.persist()
+        return self._entry(manifest, hit=False)
+
+    def _remember(self, src: Source, entry: Entry) -> None:
+        ref = read_ref(self.store.layout, src.uri)
+        if ref is not None and (ref.version, ref.key) == (entry.version, entry.key):
+            return
+        try:
+            write_ref(self.store.layout, src.uri, entry.version, entry.key)
+        except OSError as exc:  # a read-only store still serves hits; it just cannot remember this one
+            logger.info(
+                "not recording %s -> %s in %s: %s", src.uri, entry.version, self.store.describe(), exc
+            )
+            return
+        self.store.persist()
+
+    def _entry(self, manifest: Manifest, *, hit: bool) -> Entry:
+        return Entry(
+            key=manifest.key, path=self.store.layout.files_dir(manifest.key), manifest=manifest, hit=hit
+        )

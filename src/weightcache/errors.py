@@ -1,0 +1,100 @@
+"""The exceptions weightcache raises.
+
+Every error a user can cause or meet derives from :class:`WeightCacheError`, so one
+``except WeightCacheError`` catches them all. Each message is one sentence that says
+what went wrong and what to do about it; none of them ever contains a secret.
+"""
+
+from __future__ import annotations
+
+
+class WeightCacheError(Exception):
+    """Base class of every error weightcache raises on purpose."""
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+class SourceError(WeightCacheError):
+    """A source could not be parsed, resolved or fetched."""
+
+
+class UnknownSchemeError(SourceError, ValueError):
+    """A source URI uses a scheme no registered source handles."""
+
+
+class SourceNotFoundError(SourceError):
+    """The source does not exist (a missing directory, repository, revision or URL)."""
+
+
+class EmptySourceError(SourceError):
+    """The source exists but holds no files to cache."""
+
+
+class UnsafePathError(SourceError):
+    """A source names a file outside where it may (``..``, an absolute path, an escaping symlink)."""
+
+
+class SourceChangedError(SourceError):
+    """The source changed while it was being fetched, so what was fetched matches no single version."""
+
+
+class SourceUnreachableError(SourceError):
+    """The source could not be reached (network down, server failing) and nothing usable is cached."""
+
+
+class SourceAuthError(SourceError):
+    """The source refused access: the repository is gated or private, or the token is wrong."""
+
+
+# --- integrity -----------------------------------------------------------------------------
+
+
+class IntegrityError(WeightCacheError):
+    """Bytes did not match the size or hash they were promised to have."""
+
+
+class ChecksumMismatchError(IntegrityError):
+    """A file's hash differs from the one its source or manifest records."""
+
+
+class SizeMismatchError(IntegrityError):
+    """A file's size differs from the one its source or manifest records."""
+
+
+# --- stores and entries --------------------------------------------------------------------
+
+
+class StoreError(WeightCacheError):
+    """The store cannot be used as asked."""
+
+
+class StoreNotWritableError(StoreError):
+    """The store is read-only, unwritable, or not a directory, and the operation needs to write."""
+
+
+class StoreFullError(StoreError):
+    """The store's filesystem ran out of space."""
+
+
+class EntryNotFoundError(StoreError):
+    """No entry with that key (or for that source) is in the store."""
+
+
+class ManifestError(StoreError):
+    """A manifest on disk is truncated, not JSON, or describes files it may not."""
+
+
+class LockTimeoutError(StoreError):
+    """Waiting for another process to finish populating an entry took longer than allowed."""
+
+
+class CommitError(StoreError):
+    """A replicated store (a Modal Volume) failed to persist a published entry."""
+
+
+# --- linking -------------------------------------------------------------------------------
+
+
+class LinkError(WeightCacheError):
+    """An entry could not be linked to the destination asked for."""

@@ -1,0 +1,125 @@
+"""Garbage collection: old versions beyond ``keep`` per source, incomplete entries, abandoned staging."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from .errors import LockTimeoutError, WeightCacheError
+from .fsutil import remove_tree, tree_size, unique_suffix
+from .manifest import Manifest
+from .populate import leftover_key, leftovers
+from .providers.base import Store
+from .refs import all_refs, drop_refs_to
+from .verify import load_manifest
+
+RemovalReason = Literal["old-version", "incomplete", "leftover"]
+
+
+class Removal(BaseModel):
+    """One thing gc removed (or would remove, in a dry run)."""
+
+    key: str
+    reason: RemovalReason
+    bytes: int
+    source: str | None = None
+    version: str | None = None
+
+
+class GcReport(BaseModel):
+    """What a gc run removed, or would remove when ``dry_run``."""
+
+    dry_run: bool
+    keep: int
+    removed: list[Removal]
+    skipped_busy: list[str]
+    freed_bytes: int
+
+
+def collect_garbage(store: Store, *, keep: int, dry_run: bool) -> GcReport:
+    """Keep the ``keep`` newest entries of each source (and any a ref points to); remove the rest.
+
+    Also removes entry directories without a valid manifest and staging or trash left by
+    killed processes. An entry whose populate lock is held right now is skipped, not waited for.
+    """
+    if keep < 1:
+        raise WeightCacheError(
+            "gc keeps at least one version per source (--keep 1 or more); use rm to remove one"
+        )
+    layout = store.layout
+    candidates: list[tuple[Removal, Path]] = []
+    by_source: dict[str, list[Manifest]] = defaultdict(list)
+    if layout.entries_dir.is_dir():
+        for entry_dir in sorted(layout.entries_dir.iterdir()):
+            manifest = load_manifest(layout, entry_dir.name)
+            if manifest is None:
+                candidates.append(
+                    (Removal(key=entry_dir.name, reason="incomplete", bytes=tree_size(entry_dir)), entry_dir)
+                )
+            else:
+                by_source[manifest.source].append(manifest)
+    referenced = {ref.key for ref in all_refs(layout)}
+    for manifests in by_source.values():
+        manifests.sort(key=lambda manifest: manifest.created_at, reverse=True)
+        for manifest in manifests[keep:]:
+            if manifest.key not in referenced:
+                removal = Removal(
+                    key=manifest.key,
+                    reason="old-version",
+                    bytes=manifest.total_bytes,
+                    source=manifest.source,
+                    version=manifest.version,
+                )
+                candidates.append((removal, layout.entry_dir(manifest.key)))
+    for path in leftovers(layout):
+        candidates.append((Removal(key=leftover_key(path), reason="leftover", bytes=tree_size(path)), path))
+
+    removed, busy = [], []
+    for removal, path in candidates:
+        if dry_run or _remove_unlocked(store, removal.key, path, removal.reason):
+            removed.append(removal)
+        else:
+            busy.append(removal.key)
+    return GcReport(
+        dry_run=dry_run,
+        keep=keep,
+        removed=removed,
+        skipped_busy=busy,
+        freed_bytes=sum(item.bytes for item in removed),
+    )
+
+
+def remove_entry_dir(store: Store, key: str, path: Path) -> None:
+    """Make ``path`` vanish at once (rename to trash), forget refs to ``key``, then delete it.
+
+    The caller holds ``key``'s populate lock. A process with files of the entry open keeps
+    reading them (POSIX keeps unlinked files alive); symlinks into the entry dangle.
+    """
+    layout = store.layout
+    layout.trash_dir.mkdir(parents=True, exist_ok=True)
+    aside = layout.trash_dir / f"{key}.{unique_suffix()}"
+    with contextlib.suppress(FileNotFoundError):
+        path.rename(aside)
+    drop_refs_to(layout, key)
+    remove_tree(aside)
+
+
+def _completed_meanwhile(store: Store, key: str, reason: RemovalReason) -> bool:
+    # A populate may have written the manifest between the scan and taking the lock.
+    return reason == "incomplete" and load_manifest(store.layout, key) is not None
+
+
+def _remove_unlocked(store: Store, key: str, path: Path, reason: RemovalReason) -> bool:
+    try:
+        with store.populate_lock(key, timeout=0):
+            if path.parent != store.layout.entries_dir:
+                remove_tree(path)
+            elif not _completed_meanwhile(store, key, reason):
+                remove_entry_dir(store, key, path)
+    except LockTimeoutError:
+        return False
+    return True

@@ -1,0 +1,136 @@
+"""The manifest: what one entry holds, written last as the entry's only commit marker."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ._version import __version__
+from .constants import MANIFEST_SCHEMA_VERSION
+from .errors import ManifestError, UnsafePathError
+from .fsutil import atomic_write_bytes, safe_relpath
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class FileRecord(BaseModel):
+    """One file of an entry: where it lies (relative to the entry), how big it is, its hashes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = Field(description="Path relative to the entry directory, POSIX separators.")
+    size: int = Field(ge=0, description="Size in bytes.")
+    blake3: str = Field(description="BLAKE3 hash of the content (hex), computed while the file was written.")
+    sha256: str | None = Field(
+        default=None, description="SHA-256 (hex) the source vouched for and that was checked on fetch."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        try:
+            normalised = safe_relpath(value)
+        except UnsafePathError as exc:
+            raise ValueError(str(exc)) from exc
+        if normalised != value:
+            raise ValueError(f"file path {value!r} is not normalised (expected {normalised!r})")
+        return value
+
+    @field_validator("blake3", "sha256")
+    @classmethod
+    def _hex(cls, value: str | None) -> str | None:
+        if value is not None and not _HEX64.match(value):
+            raise ValueError("a hash must be 64 lowercase hex digits")
+        return value
+
+
+class Manifest(BaseModel):
+    """What an entry holds; its presence (valid, in place) is what makes a directory an entry."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = Field(default=MANIFEST_SCHEMA_VERSION, description="Manifest format version.")
+    key: str = Field(description="The entry's key: its directory name in the store.")
+    source: str = Field(description="The source's identity as a URI, never with a secret in it.")
+    version: str = Field(description="The source version this entry holds (a fingerprint, a commit, a hash).")
+    source_info: dict[str, str] = Field(
+        default_factory=dict, description="What else the source recorded (requested revision, ETag...)."
+    )
+    files: list[FileRecord] = Field(description="Every file of the entry.")
+    total_bytes: int = Field(ge=0, description="Sum of the files' sizes.")
+    created_at: datetime = Field(description="When the entry was published (UTC).")
+    populate_seconds: float = Field(ge=0, description="How long fetching and publishing took.")
+    weightcache_version: str = Field(description="The weightcache release that wrote this manifest.")
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_schema(cls, value: int) -> int:
+        if value > MANIFEST_SCHEMA_VERSION:
+            raise ValueError(
+                f"manifest schema {value} is newer than this weightcache understands "
+                f"({MANIFEST_SCHEMA_VERSION}); upgrade weightcache"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        paths = [record.path for record in self.files]
+        if len(set(paths)) != len(paths):
+            raise ValueError("manifest lists a file twice")
+        if sum(record.size for record in self.files) != self.total_bytes:
+            raise ValueError("total_bytes differs from the sum of the file sizes")
+        return self
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        key: str,
+        source: str,
+        version: str,
+        files: list[FileRecord],
+        populate_seconds: float,
+        source_info: dict[str, str] | None = None,
+    ) -> Manifest:
+        """Assemble a manifest for files just fetched, stamped with the time and this release."""
+        return cls(
+            key=key,
+            source=source,
+            version=version,
+            source_info=source_info or {},
+            files=sorted(files, key=lambda record: record.path),
+            total_bytes=sum(record.size for record in files),
+            created_at=datetime.now(timezone.utc),
+            populate_seconds=round(populate_seconds, 3),
+            weightcache_version=__version__,
+        )
+
+    def to_json(self) -> bytes:
+        """The manifest as indented UTF-8 JSON, as written to disk."""
+        return self.model_dump_json(indent=2).encode() + b"\n"
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Read and validate a manifest file.
+
+    Raises :class:`FileNotFoundError` when it is absent and :class:`ManifestError` when it
+    is truncated, not JSON, or inconsistent: such a directory is not an entry.
+    """
+    data = path.read_bytes()
+    try:
+        return Manifest.model_validate_json(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "document"
+        raise ManifestError(f"manifest {path} is invalid at {where}: {first['msg']}") from exc
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"manifest {path} is not valid JSON: {exc}") from exc
+
+
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    """Write a manifest atomically (temp file, fsync, rename, fsync of the directory)."""
+    atomic_write_bytes(path, manifest.to_json())

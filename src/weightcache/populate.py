@@ -1,0 +1,111 @@
+"""The miss path: fetch into staging, check, publish. The caller holds the entry's populate lock."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+
+from .errors import EmptySourceError
+from .fsutil import fsync_dir, remove_tree, store_write_errors, unique_suffix
+from .layout import StoreLayout
+from .manifest import Manifest, write_manifest
+from .progress import ProgressCallback
+from .providers.base import PopulateLock, Source, Store
+from .staging import Staging
+
+logger = logging.getLogger(__name__)
+
+
+def populate(
+    store: Store,
+    source: Source,
+    version: str,
+    key: str,
+    lock: PopulateLock,
+    *,
+    progress: ProgressCallback | None = None,
+) -> Manifest:
+    """Fetch ``version`` of ``source`` and publish it as entry ``key``; return its manifest.
+
+    Nothing is visible under ``entries/`` until every file is written, hashed, checked and
+    fsynced; the manifest, written last, is what makes it an entry. On any error the
+    staging directory is removed and earlier entries are untouched.
+    """
+    layout = store.layout
+    reclaim_abandoned(layout, key)
+    staging = Staging(
+        layout.staging_dir / f"{key}.{unique_suffix()}", store_name=store.describe(), progress=progress
+    )
+    started = time.perf_counter()
+    logger.info("populating %s from %s (version %s)", key, source.uri, version)
+    try:
+        with store_write_errors(store.describe(), needed_bytes=lambda: staging.planned_bytes):
+            staging.files_dir.mkdir(parents=True)
+            source.fetch(version, staging)
+            records = staging.records()
+            if not records:
+                raise EmptySourceError(f"{source.uri} gave no files; nothing to cache")
+            manifest = Manifest.build(
+                key=key,
+                source=source.identity,
+                version=version,
+                files=records,
+                populate_seconds=time.perf_counter() - started,
+                source_info=source.source_info(),
+            )
+            lock.check()
+            publish(layout, staging.directory, manifest)
+    finally:
+        remove_tree(staging.directory)
+    logger.info(
+        "published %s: %d files, %d bytes in %.1fs",
+        key,
+        len(records),
+        manifest.total_bytes,
+        manifest.populate_seconds,
+    )
+    return manifest
+
+
+def publish(layout: StoreLayout, staged: os.PathLike[str], manifest: Manifest) -> None:
+    """Move a complete staging directory into place as ``entries/<key>``, then write its manifest."""
+    entry_dir = layout.entry_dir(manifest.key)
+    layout.entries_dir.mkdir(parents=True, exist_ok=True)
+    replaced = None
+    if os.path.lexists(entry_dir):
+        replaced = layout.trash_dir / f"{manifest.key}.{unique_suffix()}"
+        os.rename(entry_dir, replaced)
+    os.rename(staged, entry_dir)
+    fsync_dir(layout.entries_dir)
+    write_manifest(layout.manifest_path(manifest.key), manifest)
+    if replaced is not None:
+        remove_tree(replaced)
+
+
+def reclaim_abandoned(layout: StoreLayout, key: str) -> None:
+    """Remove staging and trash left for ``key`` by killed processes.
+
+    Called with ``key``'s populate lock held: every populate of ``key`` holds that lock while
+    its staging directory exists, so any staging directory found now is provably abandoned.
+    """
+    for leftover in leftovers(layout, key):
+        logger.info("reclaiming abandoned %s", leftover)
+        with contextlib.suppress(OSError):
+            remove_tree(leftover)
+
+
+def leftovers(layout: StoreLayout, key: str | None = None) -> list[Path]:
+    """Staging and trash directories (of ``key``, or of every key), named ``<key>.<token>``."""
+    found = []
+    for parent in (layout.staging_dir, layout.trash_dir):
+        if parent.is_dir():
+            found += [path for path in parent.iterdir() if key is None or leftover_key(path) == key]
+    return found
+
+
+def leftover_key(path: Path) -> str:
+    """The entry key a staging or trash directory belongs to."""
+    return path.name.rsplit(".", 1)[0]

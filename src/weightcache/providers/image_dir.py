@@ -1,0 +1,132 @@
+"""Weights baked into the container image: a local directory (or a single file) copied into the store.
+
+This is the fashion_crop seed's pattern: the image carries the weights at a path, and the first
+container promotes them to the volume. The version is a fingerprint of the files' names, sizes
+and mtimes, computed with ``stat`` alone, so a rebuilt image with changed weights gives a new entry.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from ..constants import IO_THREADS
+from ..errors import EmptySourceError, SourceChangedError, SourceNotFoundError, UnsafePathError
+from ..layout import short_hash
+from ..parallel import run_parallel
+from ..staging import Staging
+from .base import Source
+
+
+@dataclass(frozen=True)
+class _SourceFile:
+    relpath: str
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+class ImageDirSource(Source):
+    """A directory or single file on a local filesystem, e.g. weights baked into an image.
+
+    ``ImageDirSource("/tmp/initial_weights")`` or the URI ``dir:///tmp/initial_weights``.
+    Symlinks are followed only when they point inside the directory.
+    """
+
+    scheme = "dir"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(os.path.normpath(Path(path).expanduser().absolute()))
+
+    @classmethod
+    def from_uri(cls, uri: str) -> ImageDirSource:
+        """Parse ``dir:///ABS/PATH``."""
+        path = uri[len("dir://") :]
+        if not path.startswith("/"):
+            raise UnsafePathError(f"{uri!r} needs an absolute path, as in dir:///abs/path (three slashes)")
+        return cls(path)
+
+    @property
+    def uri(self) -> str:
+        """``dir://`` followed by the absolute path."""
+        return f"dir://{self.path}"
+
+    @property
+    def slug(self) -> str:
+        """The directory's (or file's) name."""
+        return self.path.name
+
+    def resolve(self) -> str:
+        """Fingerprint the files' names, sizes and mtimes (no content is read)."""
+        return _fingerprint(self._scan())
+
+    def fetch(self, version: str, staging: Staging) -> None:
+        """Copy every file into staging in parallel, hashing as it copies."""
+        files = self._scan()
+        if _fingerprint(files) != version:
+            raise SourceChangedError(
+                f"{self.path} changed since it was examined; run again once it is stable"
+            )
+        staging.plan({item.relpath: item.size for item in files})
+        run_parallel(
+            [partial(staging.copy_file, item.path, item.relpath, size=item.size) for item in files],
+            threads=IO_THREADS,
+        )
+        if _fingerprint(self._scan()) != version:
+            raise SourceChangedError(
+                f"{self.path} changed while it was being copied; run again once it is stable"
+            )
+
+    def _scan(self) -> list[_SourceFile]:
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            raise SourceNotFoundError(f"source path {self.path} does not exist; check the path") from None
+        if stat.S_ISREG(info.st_mode):
+            return [_SourceFile(self.path.name, self.path, info.st_size, info.st_mtime_ns)]
+        if not stat.S_ISDIR(info.st_mode):
+            raise SourceNotFoundError(f"source path {self.path} is neither a file nor a directory")
+        files = sorted(self._walk(self.path, os.path.realpath(self.path)), key=lambda item: item.relpath)
+        if not files:
+            raise EmptySourceError(f"source directory {self.path} holds no files; nothing to cache")
+        return files
+
+    def _walk(self, directory: Path, real_root: str) -> list[_SourceFile]:
+        found: list[_SourceFile] = []
+        with os.scandir(directory) as entries:
+            for item in entries:
+                path = Path(item.path)
+                relpath = path.relative_to(self.path).as_posix()
+                if item.is_symlink():
+                    _check_link_inside(path, relpath, real_root)
+                if item.is_dir(follow_symlinks=False):
+                    found.extend(self._walk(path, real_root))
+                    continue
+                info = item.stat(follow_symlinks=True)
+                if not stat.S_ISREG(info.st_mode):
+                    raise UnsafePathError(
+                        f"{relpath} in {self.path} is not a regular file; remove it from the source"
+                    )
+                found.append(_SourceFile(relpath, path, info.st_size, info.st_mtime_ns))
+        return found
+
+
+def _check_link_inside(path: Path, relpath: str, real_root: str) -> None:
+    target = os.path.realpath(path)
+    if os.path.commonpath([target, real_root]) != real_root:
+        raise UnsafePathError(
+            f"{relpath} is a symlink to {target}, outside the source directory; "
+            "copy the file into the directory instead of linking to it"
+        )
+    if os.path.isdir(target):
+        raise UnsafePathError(f"{relpath} is a symlink to a directory; replace it with the directory itself")
+    if not os.path.exists(target):
+        raise SourceNotFoundError(f"{relpath} is a broken symlink (to {target}); fix or remove it")
+
+
+def _fingerprint(files: list[_SourceFile]) -> str:
+    listing = "\n".join(f"{item.relpath}\0{item.size}\0{item.mtime_ns}" for item in files)
+    return f"stat-{short_hash(listing, 20)}"

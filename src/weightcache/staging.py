@@ -1,0 +1,137 @@
+"""The staging area: a private directory inside the store where one populate writes its files.
+
+A source never writes into a published entry. It writes here, through these methods, which
+hash every byte as it is written and record a :class:`FileRecord` per file. Only once every
+file is in and checked does the cache rename the staging directory into place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import SourceError, StoreFullError
+from .fsutil import safe_relpath
+from .hashing import Digests, HashingWriter, hash_file, iter_file_chunks
+from .manifest import FileRecord
+from .progress import ProgressCallback, ProgressEvent, emit
+
+
+class Staging:
+    """Where a source puts the files of one populate; thread-safe for parallel fetches."""
+
+    def __init__(self, directory: Path, *, store_name: str, progress: ProgressCallback | None = None) -> None:
+        self.directory = directory
+        self.files_dir = directory / "files"
+        #: Bytes the source announced through :meth:`plan` (0 until then).
+        self.planned_bytes = 0
+        self._store_name = store_name
+        self._progress = progress
+        self._records: dict[str, FileRecord] = {}
+        self._lock = threading.Lock()
+
+    # --- what sources call ------------------------------------------------------------
+
+    def plan(self, sizes: dict[str, int | None]) -> None:
+        """Announce the files about to be fetched (relative path to size, when known).
+
+        Fails early with :class:`StoreFullError` when the store's filesystem cannot hold them.
+        """
+        known = [size for size in sizes.values() if size is not None]
+        self.planned_bytes = sum(known)
+        free = shutil.disk_usage(self.directory).free
+        if self.planned_bytes > free:
+            raise StoreFullError(
+                f"store {self._store_name} has {free:,} bytes free but this entry needs "
+                f"{self.planned_bytes:,}; free space there (weightcache gc) or choose a larger store"
+            )
+        total = self.planned_bytes if len(known) == len(sizes) else None
+        emit(self._progress, ProgressEvent("plan", total_bytes=total, files=len(sizes)))
+
+    def path_for(self, name: str) -> Path:
+        """The staging path for a file named ``name`` (validated), with its parent created."""
+        path = self.files_dir / safe_relpath(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def write_stream(
+        self,
+        name: str,
+        chunks: Iterable[bytes | memoryview],
+        *,
+        size: int | None = None,
+        sha256: str | None = None,
+    ) -> FileRecord:
+        """Write a file from a stream of chunks, hashing as it goes, and check it.
+
+        ``size`` and ``sha256`` are what the source promised; a difference raises and the
+        file is not recorded.
+        """
+        relpath = safe_relpath(name)
+        with HashingWriter(self.path_for(relpath), sha256=sha256 is not None) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+                emit(
+                    self._progress, ProgressEvent("advance", path=relpath, nbytes=len(chunk), file_size=size)
+                )
+            digests = writer.close()
+        return self._record(relpath, digests, size=size, sha256=sha256)
+
+    def copy_file(self, src: Path, name: str, *, size: int | None = None) -> FileRecord:
+        """Copy a local file into staging in one pass (read, hash, write)."""
+        return self.write_stream(name, iter_file_chunks(src), size=size)
+
+    def adopt(self, name: str, *, size: int | None = None, sha256: str | None = None) -> FileRecord:
+        """Record a file a third-party downloader already wrote at :meth:`path_for` ``(name)``.
+
+        The file is hashed by reading it back (usually from the page cache) and checked
+        against what the source promised.
+        """
+        relpath = safe_relpath(name)
+        path = self.files_dir / relpath
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+        digests = hash_file(path, sha256=sha256 is not None)
+        emit(self._progress, ProgressEvent("advance", path=relpath, nbytes=0, file_size=digests.size))
+        return self._record(relpath, digests, size=size, sha256=sha256)
+
+    def reuse(self, existing: Path, record: FileRecord) -> FileRecord:
+        """Put a file already in the store (same content, from another entry) into staging.
+
+        Hardlinks where the filesystem allows, else copies; the content is trusted to match
+        ``record`` because it comes from a published entry of the same store.
+        """
+        target = self.path_for(record.path)
+        try:
+            os.link(existing, target)
+        except OSError:
+            return self.copy_file(existing, record.path, size=record.size)
+        emit(
+            self._progress,
+            ProgressEvent("advance", path=record.path, nbytes=record.size, file_size=record.size),
+        )
+        emit(self._progress, ProgressEvent("file_done", path=record.path, file_size=record.size))
+        return self._add(record)
+
+    # --- what the cache reads -----------------------------------------------------------
+
+    def records(self) -> list[FileRecord]:
+        """Every file recorded so far, sorted by path."""
+        with self._lock:
+            return sorted(self._records.values(), key=lambda record: record.path)
+
+    def _record(self, relpath: str, digests: Digests, *, size: int | None, sha256: str | None) -> FileRecord:
+        digests.check(relpath, size=size, sha256=sha256)
+        record = FileRecord(path=relpath, size=digests.size, blake3=digests.blake3, sha256=digests.sha256)
+        emit(self._progress, ProgressEvent("file_done", path=relpath, file_size=digests.size))
+        return self._add(record)
+
+    def _add(self, record: FileRecord) -> FileRecord:
+        with self._lock:
+            if record.path in self._records:
+                raise SourceError(f"the source gave two files named {record.path!r}; rename one of them")
+            self._records[record.path] = record
+        return record

@@ -1,0 +1,125 @@
+"""Checking entries: the cheap stat check of the warm path, and the deep check that rehashes."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from .constants import IO_THREADS
+from .errors import ManifestError
+from .hashing import hash_file
+from .layout import StoreLayout
+from .manifest import FileRecord, Manifest, read_manifest
+from .parallel import run_parallel
+
+ProblemKind = Literal["manifest", "missing", "not-a-file", "size", "blake3", "sha256"]
+
+
+class Problem(BaseModel):
+    """One thing wrong with an entry."""
+
+    path: str | None
+    kind: ProblemKind
+    detail: str
+
+
+class VerifyReport(BaseModel):
+    """The result of verifying one entry."""
+
+    key: str
+    ok: bool
+    deep: bool
+    files_checked: int
+    bytes_checked: int
+    seconds: float
+    problems: list[Problem]
+
+
+def load_manifest(layout: StoreLayout, key: str) -> Manifest | None:
+    """The entry's manifest if it is present and valid, else ``None`` (then it is not an entry)."""
+    try:
+        manifest = read_manifest(layout.manifest_path(key))
+    except (OSError, ManifestError):
+        return None
+    return manifest if manifest.key == key else None
+
+
+def stat_problems(files_dir: Path, manifest: Manifest) -> list[Problem]:
+    """The warm-path check: every file present, a regular file, of the recorded size."""
+    problems = []
+    base = os.fspath(files_dir) + os.sep
+    for record in manifest.files:
+        try:
+            info = os.stat(base + record.path)
+        except OSError:
+            problems.append(Problem(path=record.path, kind="missing", detail="file is missing"))
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            problems.append(Problem(path=record.path, kind="not-a-file", detail="not a regular file"))
+        elif info.st_size != record.size:
+            problems.append(
+                Problem(
+                    path=record.path, kind="size", detail=f"{info.st_size:,} bytes, expected {record.size:,}"
+                )
+            )
+    return problems
+
+
+def hash_problems(files_dir: Path, record: FileRecord) -> list[Problem]:
+    """Rehash one file and compare with every hash its record holds."""
+    digests = hash_file(files_dir / record.path, sha256=record.sha256 is not None)
+    problems = []
+    if digests.blake3 != record.blake3:
+        problems.append(
+            Problem(path=record.path, kind="blake3", detail="content differs from the manifest (blake3)")
+        )
+    if record.sha256 is not None and digests.sha256 != record.sha256:
+        problems.append(
+            Problem(path=record.path, kind="sha256", detail="content differs from the source's sha256")
+        )
+    return problems
+
+
+def verify_entry(layout: StoreLayout, key: str, *, deep: bool) -> VerifyReport:
+    """Check entry ``key``: manifest and stat always; with ``deep``, rehash every file in parallel."""
+    started = time.perf_counter()
+    try:
+        manifest = read_manifest(layout.manifest_path(key))
+        if manifest.key != key:
+            raise ManifestError(f"manifest names key {manifest.key!r}, not {key!r}")
+    except (OSError, ManifestError) as exc:
+        problem = Problem(path=None, kind="manifest", detail=str(exc))
+        return VerifyReport(
+            key=key,
+            ok=False,
+            deep=deep,
+            files_checked=0,
+            bytes_checked=0,
+            seconds=time.perf_counter() - started,
+            problems=[problem],
+        )
+    files_dir = layout.files_dir(key)
+    problems = stat_problems(files_dir, manifest)
+    if deep:
+        unreadable = {problem.path for problem in problems}
+        tasks = [
+            partial(hash_problems, files_dir, record)
+            for record in manifest.files
+            if record.path not in unreadable
+        ]
+        problems += [problem for found in run_parallel(tasks, threads=IO_THREADS) for problem in found]
+    return VerifyReport(
+        key=key,
+        ok=not problems,
+        deep=deep,
+        files_checked=len(manifest.files),
+        bytes_checked=manifest.total_bytes if deep else 0,
+        seconds=round(time.perf_counter() - started, 4),
+        problems=problems,
+    )
