@@ -1,0 +1,100 @@
+"""Shared fixtures: temporary stores, image directories, and the CLI run in-process or as a real process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from weightcache import LocalStore, WeightCache
+from weightcache.cli import app
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    """A store directory that does not exist yet."""
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def cache(store_dir: Path) -> WeightCache:
+    """A cache on a fresh local store."""
+    return WeightCache(LocalStore(store_dir))
+
+
+MakeDir = Callable[..., Path]
+
+
+@pytest.fixture
+def make_image_dir(tmp_path: Path) -> MakeDir:
+    """Build an image directory from {relative path: bytes}."""
+
+    def make(files: dict[str, bytes] | None = None, name: str = "initial_weights") -> Path:
+        root = tmp_path / "image" / name
+        content = (
+            files
+            if files is not None
+            else {
+                "groundingdino_swint_ogc.pth": os.urandom(300_000),
+                "sam2_hiera_large.pt": os.urandom(500_000),
+                "configs/sam2.yaml": b"model: sam2\n",
+            }
+        )
+        for relpath, data in content.items():
+            path = root / relpath
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return root
+
+    return make
+
+
+@pytest.fixture
+def cli() -> Callable[..., object]:
+    """Run the CLI in-process; returns click's Result (exit_code, stdout, stderr)."""
+    runner = CliRunner()
+
+    def run(*args: str) -> object:
+        return runner.invoke(app, [str(arg) for arg in args], catch_exceptions=False)
+
+    return run
+
+
+class Mount:
+    """A real tmpfs mounted for one test: a tiny filesystem to fill, or one to flip read-only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def make_read_only(self) -> None:
+        """Remount read-only: every write now fails with EROFS, as on a read-only volume."""
+        subprocess.run(["mount", "-o", "remount,ro", str(self.path)], check=True)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Mount]]:
+    """Mount tmpfs filesystems of a given size (needs root, as CI and dev machines run; else skipped)."""
+    mounts: list[Path] = []
+
+    def mount(size: str = "64m") -> Mount:
+        path = tmp_path / f"tmpfs{len(mounts)}"
+        path.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.decode().strip()}")
+        mounts.append(path)
+        return Mount(path)
+
+    yield mount
+    for path in mounts:
+        with contextlib.suppress(OSError):
+            subprocess.run(["umount", "-l", str(path)], check=False)
