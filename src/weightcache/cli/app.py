@@ -1,38 +1,26 @@
-"""The ``weightcache`` command line.
+"""The ``weightcache`` Typer app, its shared options, and the error handling every command gets.
 
 Exit codes: 0 success; 1 failure (an error, or a verify that found damage); 2 bad usage.
 Errors are one line on stderr; ``--debug`` adds the traceback. ``--json`` prints one JSON
-document on stdout.
+document on stdout. Commands live in their own modules (``commands.py`` for the core) and
+register themselves with :func:`command`.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from ..cache import WeightCache
 from ..constants import ENV_HOME
 from ..errors import WeightCacheError
-from ..layout import is_valid_key
-from ..linking import LINK_MODES
-from .progress import RichProgress
-from .render import (
-    EntryInfo,
-    demo_table,
-    entries_table,
-    gc_table,
-    human_bytes,
-    print_json,
-    stderr,
-    stdout,
-    verify_table,
-)
+from .render import stderr
 
 app = typer.Typer(
     name="weightcache",
@@ -69,7 +57,7 @@ def command(name: str | None = None) -> Callable[[F], F]:
             except WeightCacheError as exc:
                 if debug:
                     raise
-                stderr.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
+                stderr.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
                 raise typer.Exit(1) from None
             except KeyboardInterrupt:
                 stderr.print("interrupted")
@@ -81,178 +69,9 @@ def command(name: str | None = None) -> Callable[[F], F]:
     return decorate
 
 
-def _cache(store: Path | None) -> WeightCache:
+def open_cache(store: Path | None) -> WeightCache:
+    """The cache a command works on (``--store``, else the default store)."""
     return WeightCache(store)
-
-
-@command()
-def ensure(
-    source: Annotated[
-        str, typer.Argument(help="dir:///abs/path, hf://org/name[@rev], https://..., or a local path.")
-    ],
-    store: StoreOpt = None,
-    link: Annotated[Path | None, typer.Option("--link", help="Link the files into this directory.")] = None,
-    mode: Annotated[str, typer.Option("--mode", help=f"How to link: {', '.join(LINK_MODES)}.")] = "symlink",
-    whole: Annotated[
-        bool, typer.Option("--whole", help="Make --link itself the entry, not a directory of links.")
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace a non-empty directory in the way.")
-    ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Fetch again even if cached.")] = False,
-    repair: Annotated[
-        bool, typer.Option("--repair", help="Rehash a cached entry; fetch again if damaged.")
-    ] = False,
-    refresh: Annotated[
-        bool, typer.Option("--refresh", help="Ask a remote source for its latest version.")
-    ] = False,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Make SOURCE available in the store (fetch it on a miss) and print where it is."""
-    if mode not in LINK_MODES:
-        raise typer.BadParameter(f"use one of {', '.join(LINK_MODES)}", param_hint="--mode")
-    cache = _cache(store)
-    started = time.perf_counter()
-    with RichProgress(stderr) as progress:
-        entry = cache.ensure(source, force=force, repair=repair, refresh=refresh, progress=progress)
-    if link is not None:
-        cache.link(entry, link, mode=mode, whole=whole, overwrite=overwrite)  # type: ignore[arg-type]
-    seconds = time.perf_counter() - started
-    if json:
-        print_json(
-            {
-                **EntryInfo.of(entry).model_dump(),
-                "seconds": round(seconds, 4),
-                "linked_to": str(link) if link else None,
-            }
-        )
-        return
-    outcome = "[green]hit[/]" if entry.hit else "[yellow]populated[/]"
-    stdout.print(
-        f"{outcome} {entry.key}: {len(entry.manifest.files)} files, "
-        f"{human_bytes(entry.total_bytes)} in {seconds:.2f}s"
-    )
-    stdout.print(f"path: {entry.path}", highlight=False)
-    if link is not None:
-        stdout.print(f"linked ({mode}) into {link}", highlight=False)
-
-
-@command("ls")
-def list_entries(store: StoreOpt = None, json: JsonOpt = False, debug: DebugOpt = False) -> None:
-    """List the entries in the store."""
-    entries = _cache(store).list()
-    if json:
-        print_json([EntryInfo.of(entry) for entry in entries])
-    elif entries:
-        stdout.print(entries_table(entries))
-    else:
-        stdout.print("no entries")
-
-
-@command()
-def status(
-    source: Annotated[str, typer.Argument(help="The source, as given to ensure.")],
-    store: StoreOpt = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Tell whether SOURCE is cached, without fetching (exit 1 if not)."""
-    report = _cache(store).status(source)
-    if json:
-        print_json(report)
-    else:
-        state = "[green]cached[/]" if report.cached else "[yellow]not cached[/]"
-        stdout.print(
-            f"{state} {report.source} @ {report.version} (from {report.version_from})", highlight=False
-        )
-        stdout.print(
-            f"key: {report.key}" + (f"  path: {report.path}" if report.path else ""), highlight=False
-        )
-        for problem in report.problems:
-            stdout.print(f"[red]problem:[/] {problem}", highlight=False)
-    if not report.cached:
-        raise typer.Exit(1)
-
-
-@command()
-def verify(
-    target: Annotated[
-        str | None, typer.Argument(help="An entry key or a source; all entries if omitted.")
-    ] = None,
-    deep: Annotated[bool, typer.Option("--deep", help="Rehash every file (else: stat sizes only).")] = False,
-    store: StoreOpt = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Check entries against their manifests (exit 1 if any is damaged)."""
-    cache = _cache(store)
-    if target is None:
-        reports = cache.verify_all(deep=deep)
-    else:
-        key = target if is_valid_key(target) and cache.store.layout.entry_dir(target).is_dir() else None
-        reports = [cache.verify(key or cache.get(cache.status(target).key), deep=deep)]
-    if json:
-        print_json(reports)
-    elif reports:
-        stdout.print(verify_table(reports))
-    else:
-        stdout.print("no entries")
-    if not all(report.ok for report in reports):
-        raise typer.Exit(1)
-
-
-@command("rm")
-def remove(
-    key: Annotated[str, typer.Argument(help="The key of the entry to remove (see ls).")],
-    store: StoreOpt = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Remove one entry."""
-    _cache(store).remove(key)
-    if json:
-        print_json({"removed": key})
-    else:
-        stdout.print(f"removed {key}")
-
-
-@command()
-def gc(
-    keep: Annotated[int, typer.Option("--keep", min=1, help="Versions to keep per source.")] = 1,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would be removed; remove nothing.")
-    ] = False,
-    store: StoreOpt = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Remove old versions, incomplete entries and abandoned staging."""
-    report = _cache(store).gc(keep=keep, dry_run=dry_run)
-    if json:
-        print_json(report)
-    else:
-        stdout.print(gc_table(report))
-
-
-@command()
-def demo(
-    size_mb: Annotated[int, typer.Option("--size-mb", min=8, help="Size of the synthetic model.")] = 256,
-    store: Annotated[
-        Path | None, typer.Option("--store", help="Store directory [default: a temporary one].")
-    ] = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Show the cold-start story offline: populate, warm hit, link, crash, corruption and repair."""
-    from ..demo import run_demo
-
-    with RichProgress(stderr) as progress:
-        report = run_demo(store, size_mb=size_mb, progress=progress)
-    if json:
-        print_json(report)
-    else:
-        stdout.print(demo_table(report))
 
 
 def main() -> None:

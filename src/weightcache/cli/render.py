@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..demo import DemoReport
@@ -113,7 +114,7 @@ def gc_table(report: GcReport) -> Table:
     for column in ("reason", "size", "source"):
         table.add_column(column)
     for item in report.removed:
-        table.add_row(item.key, item.reason, human_bytes(item.bytes), item.source or "")
+        table.add_row(item.key, item.reason, human_bytes(item.bytes), escape(item.source or ""))
     for key in report.skipped_busy:
         table.add_row(key, "[yellow]skipped: busy[/]", "", "")
     return table
@@ -122,7 +123,7 @@ def gc_table(report: GcReport) -> Table:
 def _problem(problem: Any) -> str:
     if problem is None:
         return ""
-    return f"{problem.path}: {problem.detail}" if problem.path else problem.detail
+    return escape(f"{problem.path}: {problem.detail}" if problem.path else problem.detail)
 
 
 def demo_table(report: DemoReport) -> Table:
