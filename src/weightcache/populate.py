@@ -11,10 +11,11 @@ from pathlib import Path
 from .errors import EmptySourceError
 from .fsutil import fsync_dir, remove_tree, store_write_errors, unique_suffix
 from .layout import StoreLayout
-from .manifest import Manifest, write_manifest
+from .manifest import FileRecord, Manifest, write_manifest
 from .progress import ProgressCallback
 from .providers.base import PopulateLock, Source, Store
 from .staging import Staging
+from .verify import load_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,10 @@ def populate(
     layout = store.layout
     reclaim_abandoned(layout, key)
     staging = Staging(
-        layout.staging_dir / f"{key}.{unique_suffix()}", store_name=store.describe(), progress=progress
+        layout.staging_dir / f"{key}.{unique_suffix()}",
+        store_name=store.describe(),
+        progress=progress,
+        known_files=lambda: files_by_sha256(layout, source.identity),
     )
     started = time.perf_counter()
     logger.info("populating %s from %s (version %s)", key, source.uri, version)
@@ -83,6 +87,21 @@ def publish(layout: StoreLayout, staged: os.PathLike[str], manifest: Manifest) -
     write_manifest(layout.manifest_path(manifest.key), manifest)
     if replaced is not None:
         remove_tree(replaced)
+
+
+def files_by_sha256(layout: StoreLayout, identity: str) -> dict[str, tuple[Path, FileRecord]]:
+    """Files with a source-vouched SHA-256 in the published entries of source ``identity``."""
+    found: dict[str, tuple[Path, FileRecord]] = {}
+    if not layout.entries_dir.is_dir():
+        return found
+    for entry_dir in layout.entries_dir.iterdir():
+        manifest = load_manifest(layout, entry_dir.name)
+        if manifest is None or manifest.source != identity:
+            continue
+        for record in manifest.files:
+            if record.sha256 is not None:
+                found[record.sha256] = (layout.files_dir(manifest.key) / record.path, record)
+    return found
 
 
 def reclaim_abandoned(layout: StoreLayout, key: str) -> None:

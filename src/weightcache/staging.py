@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import SourceError, StoreFullError
@@ -23,9 +23,18 @@ from .progress import ProgressCallback, ProgressEvent, emit
 class Staging:
     """Where a source puts the files of one populate; thread-safe for parallel fetches."""
 
-    def __init__(self, directory: Path, *, store_name: str, progress: ProgressCallback | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        store_name: str,
+        progress: ProgressCallback | None = None,
+        known_files: Callable[[], dict[str, tuple[Path, FileRecord]]] | None = None,
+    ) -> None:
         self.directory = directory
         self.files_dir = directory / "files"
+        self._known_files = known_files
+        self._known: dict[str, tuple[Path, FileRecord]] | None = None
         #: Bytes the source announced through :meth:`plan` (0 until then).
         self.planned_bytes = 0
         self._store_name = store_name
@@ -98,17 +107,27 @@ class Staging:
         emit(self._progress, ProgressEvent("advance", path=relpath, nbytes=0, file_size=digests.size))
         return self._record(relpath, digests, size=size, sha256=sha256)
 
-    def reuse(self, existing: Path, record: FileRecord) -> FileRecord:
-        """Put a file already in the store (same content, from another entry) into staging.
+    def try_reuse(self, name: str, *, sha256: str, size: int) -> FileRecord | None:
+        """Take file ``name`` from an earlier entry of the same source if one holds this exact content.
 
-        Hardlinks where the filesystem allows, else copies; the content is trusted to match
-        ``record`` because it comes from a published entry of the same store.
+        Sources call this before downloading a file whose SHA-256 they know (incremental updates:
+        a new revision re-downloads only what changed). Hardlinks where the store allows, else
+        copies. Returns the record, or ``None`` when no earlier entry has the content.
         """
-        target = self.path_for(record.path)
+        with self._lock:
+            if self._known is None:
+                self._known = self._known_files() if self._known_files is not None else {}
+            found = self._known.get(sha256.lower())
+        if found is None or found[1].size != size:
+            return None
+        existing, known = found
+        relpath = safe_relpath(name)
+        target = self.path_for(relpath)
         try:
             os.link(existing, target)
         except OSError:
-            return self.copy_file(existing, record.path, size=record.size)
+            return self.write_stream(relpath, iter_file_chunks(existing), size=size, sha256=sha256)
+        record = known.model_copy(update={"path": relpath})
         emit(
             self._progress,
             ProgressEvent("advance", path=record.path, nbytes=record.size, file_size=record.size),

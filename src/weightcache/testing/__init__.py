@@ -1,0 +1,5 @@
+"""Test doubles shipped with weightcache, so users can test their own apps offline.
+
+They behave like the real services (a Hub, an HTTP file server, a Modal Volume) rather than
+recording calls: point the real clients at them.
+"""
