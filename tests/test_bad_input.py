@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,21 @@ def test_every_error_is_a_weightcache_error() -> None:
         ManifestError,
     ):
         assert issubclass(error, WeightCacheError)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("a", "a/b.bin", ".hidden", "...", "..a", "a..", "dir/.x/y", "ünï/cødé", "a b/c d", "x.", "a/.../b"),
+        *("", "/a", "a/", "a//b", ".", "..", "./a", "a/.", "a/../b", "../a", "a\\b", "a\x00b", "a/./b"),
+    ],
+)
+def test_manifest_path_rule_matches_safe_relpath(name: str) -> None:
+    from weightcache.fsutil import safe_relpath
+    from weightcache.manifest import RELPATH_PATTERN
+
+    try:
+        expected = safe_relpath(name) == name
+    except UnsafePathError:
+        expected = False
+    assert bool(re.match(RELPATH_PATTERN, name)) == expected

@@ -24,7 +24,7 @@ from .base import Source
 @dataclass(frozen=True)
 class _SourceFile:
     relpath: str
-    path: Path
+    path: str
     size: int
     mtime_ns: int
 
@@ -72,7 +72,7 @@ class ImageDirSource(Source):
             )
         staging.plan({item.relpath: item.size for item in files})
         run_parallel(
-            [partial(staging.copy_file, item.path, item.relpath, size=item.size) for item in files],
+            [partial(staging.copy_file, Path(item.path), item.relpath, size=item.size) for item in files],
             threads=IO_THREADS,
         )
         if _fingerprint(self._scan()) != version:
@@ -86,35 +86,38 @@ class ImageDirSource(Source):
         except FileNotFoundError:
             raise SourceNotFoundError(f"source path {self.path} does not exist; check the path") from None
         if stat.S_ISREG(info.st_mode):
-            return [_SourceFile(self.path.name, self.path, info.st_size, info.st_mtime_ns)]
+            return [_SourceFile(self.path.name, os.fspath(self.path), info.st_size, info.st_mtime_ns)]
         if not stat.S_ISDIR(info.st_mode):
             raise SourceNotFoundError(f"source path {self.path} is neither a file nor a directory")
-        files = sorted(self._walk(self.path, os.path.realpath(self.path)), key=lambda item: item.relpath)
+        files = sorted(
+            self._walk(os.fspath(self.path), os.path.realpath(self.path)), key=lambda item: item.relpath
+        )
         if not files:
             raise EmptySourceError(f"source directory {self.path} holds no files; nothing to cache")
         return files
 
-    def _walk(self, directory: Path, real_root: str) -> list[_SourceFile]:
+    def _walk(self, directory: str, real_root: str) -> list[_SourceFile]:
+        # Strings, not Paths: this runs on every warm ensure(), once per file of the image dir.
         found: list[_SourceFile] = []
+        prefix = len(os.fspath(self.path)) + 1
         with os.scandir(directory) as entries:
             for item in entries:
-                path = Path(item.path)
-                relpath = path.relative_to(self.path).as_posix()
+                relpath = item.path[prefix:]
                 if item.is_symlink():
-                    _check_link_inside(path, relpath, real_root)
+                    _check_link_inside(item.path, relpath, real_root)
                 if item.is_dir(follow_symlinks=False):
-                    found.extend(self._walk(path, real_root))
+                    found.extend(self._walk(item.path, real_root))
                     continue
                 info = item.stat(follow_symlinks=True)
                 if not stat.S_ISREG(info.st_mode):
                     raise UnsafePathError(
                         f"{relpath} in {self.path} is not a regular file; remove it from the source"
                     )
-                found.append(_SourceFile(relpath, path, info.st_size, info.st_mtime_ns))
+                found.append(_SourceFile(relpath, item.path, info.st_size, info.st_mtime_ns))
         return found
 
 
-def _check_link_inside(path: Path, relpath: str, real_root: str) -> None:
+def _check_link_inside(path: str, relpath: str, real_root: str) -> None:
     target = os.path.realpath(path)
     if os.path.commonpath([target, real_root]) != real_root:
         raise UnsafePathError(
