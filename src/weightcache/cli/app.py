@@ -49,9 +49,8 @@ def command(name: str | None = None) -> Callable[[F], F]:
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             debug = bool(kwargs.get("debug"))
-            logging.basicConfig(
-                level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(message)s"
-            )
+            level = logging.DEBUG if debug else logging.WARNING
+            logging.basicConfig(level=level, format="weightcache %(levelname)s: %(message)s")
             try:
                 return function(*args, **kwargs)
             except WeightCacheError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Annotated
@@ -189,6 +190,8 @@ def demo(
     """Show the cold-start story offline: populate, warm hit, link, crash, corruption and repair."""
     from ..demo import run_demo
 
+    if not debug:  # the demo damages an entry on purpose; its warning would only distract
+        logging.getLogger("weightcache").setLevel(logging.ERROR)
     with RichProgress(stderr) as progress:
         report = run_demo(store, size_mb=size_mb, progress=progress)
     if json:
