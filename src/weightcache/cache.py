@@ -239,7 +239,7 @@ class WeightCache:
             ):
                 return self._entry(current, hit=True)  # another process populated it while we waited
             manifest = populate(self.store, src, version, key, lock, progress=progress)
-            write_ref(self.store.layout, src.uri, version, key)
+            self._write_ref(src, version, key)
             self.store.persist()
         return self._entry(manifest, hit=False)
 
@@ -247,14 +247,16 @@ class WeightCache:
         ref = read_ref(self.store.layout, src.uri)
         if ref is not None and (ref.version, ref.key) == (entry.version, entry.key):
             return
+        if self._write_ref(src, entry.version, entry.key):
+            self.store.persist()
+
+    def _write_ref(self, src: Source, version: str, key: str) -> bool:
         try:
-            write_ref(self.store.layout, src.uri, entry.version, entry.key)
-        except OSError as exc:  # a read-only store still serves hits; it just cannot remember this one
-            logger.info(
-                "not recording %s -> %s in %s: %s", src.uri, entry.version, self.store.describe(), exc
-            )
-            return
-        self.store.persist()
+            write_ref(self.store.layout, src.uri, version, key)
+        except OSError as exc:  # a read-only or full store still serves the entry; it just cannot remember it
+            logger.info("not recording %s -> %s in %s: %s", src.uri, version, self.store.describe(), exc)
+            return False
+        return True
 
     def _entry(self, manifest: Manifest, *, hit: bool) -> Entry:
         return Entry(
