@@ -63,6 +63,12 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def fsync_tree_dirs(root: Path) -> None:
+    """Flush every directory under ``root`` (inclusive): the names of files just written survive a crash."""
+    for dirpath, _dirs, _files in os.walk(root):
+        fsync_dir(Path(dirpath))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old content or the new, never a mix.
 
