@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .constants import default_store_root
+from .constants import MANIFEST_SCHEMA_VERSION, default_store_root
 from .entry import Entry
-from .errors import EntryNotFoundError
+from .errors import EntryNotFoundError, ManifestError
 from .gc import GcReport, collect_garbage, remove_entry_dir
 from .layout import entry_key, is_valid_key
 from .linking import LinkMode, link_entry
@@ -21,7 +21,7 @@ from .providers.base import Source, Store
 from .providers.local_store import LocalStore
 from .refs import read_ref, write_ref
 from .registry import SourceLike, parse_source
-from .verify import VerifyReport, load_manifest, stat_problems, verify_entry
+from .verify import VerifyReport, load_manifest, newer_schema, stat_problems, verify_entry
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +207,7 @@ class WeightCache:
             self.store.refresh()  # another machine may have published it
             manifest = load_manifest(self.store.layout, key)
             if manifest is None:
+                self._refuse_newer(key)
                 return None, None
         report_problems = stat_problems(self.store.layout.files_dir(key), manifest)
         if not report_problems and deep:
@@ -219,6 +220,14 @@ class WeightCache:
             )
             return None, manifest
         return self._entry(manifest, hit=True), manifest
+
+    def _refuse_newer(self, key: str) -> None:
+        schema = newer_schema(self.store.layout, key)
+        if schema is not None:
+            raise ManifestError(
+                f"entry {key} in store {self.store.describe()} was written by a newer weightcache (manifest "
+                f"schema {schema}, this release reads {MANIFEST_SCHEMA_VERSION}); upgrade weightcache"
+            )
 
     def _populate(
         self,

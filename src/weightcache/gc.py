@@ -15,7 +15,7 @@ from .manifest import Manifest
 from .populate import leftover_key, leftovers
 from .providers.base import Store
 from .refs import all_refs, drop_refs_to
-from .verify import load_manifest
+from .verify import load_manifest, newer_schema
 
 RemovalReason = Literal["old-version", "incomplete", "leftover"]
 
@@ -43,8 +43,9 @@ class GcReport(BaseModel):
 def collect_garbage(store: Store, *, keep: int, dry_run: bool) -> GcReport:
     """Keep the ``keep`` newest entries of each source (and any a ref points to); remove the rest.
 
-    Also removes entry directories without a valid manifest and staging or trash left by
-    killed processes. An entry whose populate lock is held right now is skipped, not waited for.
+    Also removes entry directories without a valid manifest (but not those a newer weightcache
+    wrote) and staging or trash left by killed processes. An entry whose populate lock is held
+    right now is skipped, not waited for.
     """
     if keep < 1:
         raise WeightCacheError(
@@ -56,11 +57,11 @@ def collect_garbage(store: Store, *, keep: int, dry_run: bool) -> GcReport:
     if layout.entries_dir.is_dir():
         for entry_dir in sorted(layout.entries_dir.iterdir()):
             manifest = load_manifest(layout, entry_dir.name)
-            if manifest is None:
+            if manifest is None and newer_schema(layout, entry_dir.name) is None:
                 candidates.append(
                     (Removal(key=entry_dir.name, reason="incomplete", bytes=tree_size(entry_dir)), entry_dir)
                 )
-            else:
+            elif manifest is not None:
                 by_source[manifest.source].append(manifest)
     referenced = {ref.key for ref in all_refs(layout)}
     for manifests in by_source.values():
