@@ -10,8 +10,9 @@ from pydantic import BaseModel
 
 from .constants import MANIFEST_SCHEMA_VERSION, default_store_root
 from .entry import Entry
-from .errors import EntryNotFoundError, ManifestError
+from .errors import EntryInUseError, EntryNotFoundError, ManifestError
 from .gc import GcReport, collect_garbage, remove_entry_dir
+from .inuse import hold, release
 from .layout import entry_key, is_valid_key
 from .linking import LinkMode, link_entry
 from .manifest import Manifest
@@ -80,6 +81,9 @@ class WeightCache:
         rehashes a cached entry and re-fetches it if damaged; ``refresh`` asks a remote source
         for its latest version instead of using the one remembered in the store.
         ``link_to`` links the files into that directory (see :meth:`link`).
+
+        The entry is held in use until this process exits or calls :meth:`release`: another
+        process's ``gc`` or ``rm`` does not remove it meanwhile.
         """
         src = parse_source(source)
         version, origin = self._version(src, refresh=refresh)
@@ -153,13 +157,26 @@ class WeightCache:
 
     # --- changing ---------------------------------------------------------------------------
 
-    def remove(self, entry: Entry | str) -> None:
-        """Remove an entry (waits for a populate of it to finish first)."""
+    def remove(self, entry: Entry | str, *, force: bool = False) -> None:
+        """Remove an entry (waits for a populate of it to finish first).
+
+        An entry another process got from ``ensure()`` and still holds is refused with
+        :class:`EntryInUseError`, unless ``force``: then that process's open files stay readable
+        but its symlinks into the entry dangle.
+        """
         key = entry.key if isinstance(entry, Entry) else entry
         self.get(key)
         with self.store.populate_lock(key, timeout=self.lock_timeout):
-            remove_entry_dir(self.store, key, self.store.layout.entry_dir(key))
+            if not remove_entry_dir(self.store, key, self.store.layout.entry_dir(key), force=force):
+                raise EntryInUseError(
+                    f"entry {key} in store {self.store.describe()} is in use by another process; "
+                    "stop that process first, or remove it anyway with force=True (--force)"
+                )
         self.store.persist()
+
+    def release(self, entry: Entry | str) -> None:
+        """Stop holding an entry this process got from ``ensure()``: other processes may remove it again."""
+        release(self.store.use_lock_path(entry.key if isinstance(entry, Entry) else entry))
 
     def gc(self, *, keep: int = 1, dry_run: bool = False) -> GcReport:
         """Keep the ``keep`` newest versions of each source, remove the rest (see :mod:`weightcache.gc`)."""
@@ -198,8 +215,12 @@ class WeightCache:
     def _lookup(
         self, src: Source, version: str, *, deep: bool, force: bool
     ) -> tuple[Entry | None, Manifest | None]:
-        """The usable entry for ``version`` if any (never with ``force``), and the manifest seen."""
+        """The usable entry for ``version`` if any (never with ``force``), and the manifest seen.
+
+        The entry is held in use first (see :mod:`weightcache.inuse`), so once found it stays.
+        """
         key = self._key(src, version)
+        hold(self.store.use_lock_path(key))
         manifest = load_manifest(self.store.layout, key)
         if force:
             return None, manifest
