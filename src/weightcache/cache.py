@@ -93,7 +93,7 @@ class WeightCache:
             version, origin = src.resolve(), "source"
             entry, seen = self._lookup(src, version, deep=repair, force=force)
         if entry is None:
-            entry = self._populate(src, version, seen=seen, progress=progress)
+            entry = self._populate(src, version, seen=seen, reuse=not (force or repair), progress=progress)
         if origin == "source" and src.offline_first:
             self._remember(src, entry)
         if link_to is not None:
@@ -256,6 +256,7 @@ class WeightCache:
         version: str,
         *,
         seen: Manifest | None,
+        reuse: bool,
         progress: ProgressCallback | None,
     ) -> Entry:
         key = self._key(src, version)
@@ -268,7 +269,7 @@ class WeightCache:
                 and not stat_problems(self.store.layout.files_dir(key), current)
             ):
                 return self._entry(current, hit=True)  # another process populated it while we waited
-            manifest = populate(self.store, src, version, key, lock, progress=progress)
+            manifest = populate(self.store, src, version, key, lock, progress=progress, reuse=reuse)
             self._write_ref(src, version, key)
             self.store.persist()
         return self._entry(manifest, hit=False)

@@ -28,8 +28,13 @@ def populate(
     lock: PopulateLock,
     *,
     progress: ProgressCallback | None = None,
+    reuse: bool = True,
 ) -> Manifest:
     """Fetch ``version`` of ``source`` and publish it as entry ``key``; return its manifest.
+
+    ``reuse`` lets the source take unchanged files from earlier entries (see
+    :meth:`Staging.try_reuse`) without rehashing them; a repair must not, since the damage it
+    repairs may be in those very files (hardlinked entries share them).
 
     Nothing is visible under ``entries/`` until every file is written, hashed, checked and
     fsynced and the manifest written beside them; one rename then publishes the entry. On any
@@ -41,7 +46,7 @@ def populate(
         layout.staging_dir / f"{key}.{unique_suffix()}",
         store_name=store.describe(),
         progress=progress,
-        known_files=lambda: files_by_sha256(layout, source.identity),
+        known_files=(lambda: files_by_sha256(layout, source.identity)) if reuse else None,
     )
     started = time.perf_counter()
     logger.info("populating %s from %s (version %s)", key, source.uri, version)
