@@ -98,6 +98,8 @@ class SourceKind:
 
     name: str
     serve: Callable[[Path, dict[str, bytes]], SourceLike]
+    #: Kill points (tests/reliability/crash.py) its fetch never passes through.
+    never_reaches: tuple[str, ...] = ()
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -116,6 +118,10 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
 
 
 KINDS: dict[str, SourceKind] = {
-    "dir": SourceKind("dir", lambda root, files: ImageDirSource(write_tree(root, files))),
+    "dir": SourceKind(
+        "dir",
+        lambda root, files: ImageDirSource(write_tree(root, files)),
+        never_reaches=("adopt-hash", "reuse-link"),
+    ),
     "stream": SourceKind("stream", lambda root, files: StreamSource(write_tree(root, files))),
 }
