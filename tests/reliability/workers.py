@@ -7,6 +7,7 @@ Each role reports on stdout, one JSON document per line.
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import blake3
 
+from tests.reliability import sources  # noqa: F401 - registers the teststream:// scheme
 from weightcache import SourceChangedError, WeightCache
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +89,25 @@ def read_loop(store: str, source: str, stop_file: str) -> None:
     say(rounds=rounds, problems=problems)
 
 
+def ensure_all(store: str, start_at: str, *uris: str) -> None:
+    """From ``start_at`` (a time.time()), ensure every source in random order; report bytes fetched each."""
+    cache = WeightCache(store)
+    uris_in_order = random.sample(uris, len(uris))
+    while time.time() < float(start_at):
+        time.sleep(0.001)
+    report = {}
+    for uri in uris_in_order:
+        copied = [0]
+
+        def progress(event, copied=copied):  # type: ignore[no-untyped-def]
+            if event.kind == "file_done":  # counts adopted files too, whose bytes another client wrote
+                copied[0] += event.file_size
+
+        entry = cache.ensure(uri, progress=progress)
+        report[uri] = {"key": entry.key, "hit": entry.hit, "copied": copied[0]}
+    say(**report)
+
+
 def gc_loop(store: str, stop_file: str) -> None:
     """Collect garbage until ``stop_file`` exists; report how much was removed and skipped as busy."""
     cache = WeightCache(store)
@@ -101,4 +122,5 @@ def gc_loop(store: str, stop_file: str) -> None:
 
 
 if __name__ == "__main__":
-    {"hold": hold, "read_loop": read_loop, "gc_loop": gc_loop}[sys.argv[1]](*sys.argv[2:])
+    roles = {"hold": hold, "read_loop": read_loop, "gc_loop": gc_loop, "ensure_all": ensure_all}
+    roles[sys.argv[1]](*sys.argv[2:])
