@@ -10,11 +10,11 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from types import TracebackType
 from typing import TypeVar
 
@@ -135,29 +135,12 @@ class HTTPDownloader:
         etag: str | None,
         sha256: str | None,
     ) -> None:
-        parts = iter(
-            [(start, min(start + self.part_bytes, size)) for start in range(0, size, self.part_bytes)]
-        )
-        parts_lock = threading.Lock()
-        failed = threading.Event()
-
-        def next_part() -> tuple[int, int] | None:
-            with parts_lock:
-                return None if failed.is_set() else next(parts, None)
-
+        parts = [(start, min(start + self.part_bytes, size)) for start in range(0, size, self.part_bytes)]
         with staging.write_ranges(name, size=size, sha256=sha256) as writer:
-
-            def work() -> None:
-                # Parts are taken in order, so the written prefix (which the follower hashes) grows steadily.
-                while (part := next_part()) is not None:
-                    try:
-                        self._fetch_range(url, label, writer, *part, etag=etag)
-                    except BaseException:
-                        failed.set()
-                        raise
-
-            workers = min(self.connections, -(-size // self.part_bytes))
-            run_parallel([work] * workers, threads=workers)
+            # Parts start in order, so the written prefix (which the follower hashes) grows steadily;
+            # the first failure cancels the parts not started yet.
+            fetch = partial(self._fetch_range, url, label, writer, etag=etag)
+            run_parallel([partial(fetch, start, end) for start, end in parts], threads=self.connections)
 
     def _fetch_range(
         self, url: str, label: str, writer: RangedWriter, start: int, end: int, *, etag: str | None
