@@ -154,7 +154,7 @@ class HTTPDownloader:
             ) as response:
                 check_status(response, label)
                 _check_range_response(response, label, position, etag)
-                for chunk in response.iter_bytes(_READ_BYTES):
+                for chunk in response.iter_bytes():
                     piece = chunk[: end - position]
                     writer.write_at(position, piece)
                     position += len(piece)
@@ -168,10 +168,21 @@ class HTTPDownloader:
     def _stream_whole(
         self, url: str, label: str, staging: Staging, name: str, probe: Probe, sha256: str | None
     ) -> None:
+        """One GET of the whole file, for servers without ranges; a retry starts it again."""
         with self._client.stream("GET", url) as response:
             check_status(response, label)
             _check_same_etag(response, label, probe.etag)
-            staging.write_stream(name, response.iter_bytes(_READ_BYTES), size=probe.size, sha256=sha256)
+            if probe.size is None:  # no length announced: hash in the stream
+                staging.write_stream(name, response.iter_bytes(_READ_BYTES), sha256=sha256)
+                return
+            # A known size lets the follower thread hash while this one receives.
+            with staging.write_ranges(name, size=probe.size, sha256=sha256) as writer:
+                position = 0
+                for chunk in response.iter_bytes():
+                    if position + len(chunk) > probe.size:
+                        raise SourceChangedError(f"{label} grew on the server during the download; run again")
+                    writer.write_at(position, chunk)
+                    position += len(chunk)
 
     def _retrying(self, label: str, attempt: Callable[[], T], progress: Callable[[], int] = lambda: 0) -> T:
         """Run ``attempt``, retrying transient failures with backoff; progress made resets the count."""

@@ -64,6 +64,9 @@ class RangedWriter:
         self._hasher = StreamHasher(sha256=sha256)
         self._spans = _Spans()
         self._changed = threading.Condition()
+        #: The prefix length the follower waits for: one chunk past what it hashed, so it wakes
+        #: once per chunk rather than once per network read.
+        self._wake_at = min(CHUNK_BYTES, size)
         self._stopped = False
         self._failure: BaseException | None = None
         self._follower = threading.Thread(target=self._follow, name="weightcache-hash", daemon=True)
@@ -82,7 +85,8 @@ class RangedWriter:
             view, position = view[written:], position + written
         with self._changed:
             self._spans.add(offset, end)
-            self._changed.notify_all()
+            if self._spans.prefix() >= self._wake_at:
+                self._changed.notify_all()
         if self._on_write is not None:
             self._on_write(end - offset)
 
@@ -116,7 +120,8 @@ class RangedWriter:
         try:
             while hashed < self.size:
                 with self._changed:
-                    while not self._stopped and self._spans.prefix() <= hashed:
+                    self._wake_at = min(hashed + len(view), self.size)
+                    while not self._stopped and self._spans.prefix() < self._wake_at:
                         self._changed.wait()
                     if self._stopped:
                         return
