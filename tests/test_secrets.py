@@ -91,7 +91,7 @@ def test_hub_token_stays_out_of_everything(
             cli("outdated", "--store", store_dir, "--json"),
             cli("ensure", "hf://acme/gated", "--store", store_dir),
         ]
-        assert hub.requests[0].headers["authorization"] == f"Bearer {HF_SECRET}"  # it was used
+        assert f"Bearer {HF_SECRET}" in {request.headers.get("authorization") for request in hub.requests}
     shown = [source.uri, source.identity, repr(source), *errors, store_text(store_dir), caplog.text]
     shown += [result.output for result in cli_outputs]
     assert_clean("\n".join(shown), (HF_SECRET,))

@@ -12,8 +12,6 @@ import logging
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx2
-
 #: What replaces a secret query value. ``<`` and ``>`` never appear unescaped in a real URL, so
 #: a URI holding this marker is recognisably one whose secrets were removed.
 REDACTED = "<redacted>"
@@ -45,14 +43,16 @@ class RedactURLsFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite URL-looking arguments of ``record``; never drops it."""
         if isinstance(record.args, tuple):
-            record.args = tuple(redact_url(str(arg)) if _is_url(arg) else arg for arg in record.args)
+            record.args = tuple(_redact_if_url(arg) for arg in record.args)
         return True
 
 
-def _is_url(value: object) -> bool:
-    return isinstance(value, httpx2.URL) or (
-        isinstance(value, str) and value.startswith(("http://", "https://"))
-    )
+def _redact_if_url(value: object) -> object:
+    """A URL argument (a string or an HTTP client's URL object) redacted; anything else unchanged."""
+    if isinstance(value, (int, float)) or value is None:
+        return value
+    text = str(value)
+    return redact_url(text) if text.startswith(("http://", "https://")) else value
 
 
 def redact_http_client_logs(logger_name: str = "httpx2") -> None:

@@ -10,29 +10,17 @@ in an earlier entry of the same repository is linked from there instead of downl
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-from functools import partial
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from huggingface_hub import HfApi, get_token, hf_hub_download
-from huggingface_hub import constants as hf_constants
-from huggingface_hub.hf_api import RepoFile
-from huggingface_hub.utils import filter_repo_objects
-
-from .._version import __version__
-from ..constants import IO_THREADS, hf_endpoint
-from ..errors import ChecksumMismatchError, EmptySourceError, InvalidSourceError
-from ..fsutil import safe_relpath
-from ..hashing import iter_file_chunks
-from ..parallel import run_parallel
-from ..redaction import redact_url
+from ..constants import hf_endpoint
+from ..errors import InvalidSourceError
 from ..staging import Staging
 from .base import Source
-from .hf_errors import HubRequest, hub_errors
+
+if TYPE_CHECKING:
+    from .hf_client import HubClient
 
 #: Repository type -> its prefix in ``hf://`` URIs (the same as huggingface_hub's ``HfFileSystem``).
 _TYPE_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -108,83 +96,21 @@ class HFSource(Source):
 
     def resolve(self) -> str:
         """Ask the Hub which commit the branch or tag points at now (one request)."""
-        with hub_errors(self._hub_request()):
-            info = self._api().repo_info(self.repo_id, revision=self.revision, repo_type=self.repo_type)
-        return str(info.sha)
+        return self._client().resolve()
 
     def fetch(self, version: str, staging: Staging) -> None:
         """Download the selected files of commit ``version`` in parallel; check them against the Hub."""
-        with hub_errors(self._hub_request()):
-            files = self._listing(version)
-            staging.plan({file.path: file.size for file in files})
-            with staging.scratch_dir() as scratch:
-                tasks = [partial(self._fetch_file, version, file, staging, scratch) for file in files]
-                run_parallel(tasks, threads=IO_THREADS)
+        self._client().fetch(version, staging)
 
     def source_info(self) -> dict[str, str]:
         """The repository, its type and the revision asked for (the entry's version is the commit)."""
         return {"repo_id": self.repo_id, "repo_type": self.repo_type, "requested_revision": self.revision}
 
-    def _listing(self, sha: str) -> list[RepoFile]:
-        tree = self._api().list_repo_tree(
-            self.repo_id, recursive=True, revision=sha, repo_type=self.repo_type
-        )
-        files = [item for item in tree if isinstance(item, RepoFile)]
-        selected = list(
-            filter_repo_objects(
-                files,
-                allow_patterns=list(self.allow_patterns) or None,
-                ignore_patterns=list(self.ignore_patterns) or None,
-                key=lambda item: item.path,
-            )
-        )
-        if not selected:
-            names = ", ".join(sorted(item.path for item in files)[:5]) or "no files"
-            raise EmptySourceError(
-                f"no file of {self.uri} at commit {sha[:12]} matches the allow/ignore patterns; "
-                f"check them against the repository's files ({names})"
-            )
-        for item in selected:
-            safe_relpath(item.path)
-        return selected
+    def _client(self) -> HubClient:
+        # huggingface_hub takes ~0.3 s to import, and a warm ensure() never talks to the Hub.
+        from .hf_client import HubClient
 
-    def _fetch_file(self, sha: str, file: RepoFile, staging: Staging, scratch: Path) -> None:
-        sha256 = file.lfs.sha256 if file.lfs is not None else None
-        if sha256 is not None and staging.try_reuse(file.path, sha256=sha256, size=file.size) is not None:
-            return
-        downloaded = hf_hub_download(
-            self.repo_id,
-            file.path,
-            repo_type=self.repo_type,
-            revision=sha,
-            local_dir=scratch,
-            token=self._token,
-            endpoint=self._endpoint,
-            library_name="weightcache",
-            library_version=__version__,
-            tqdm_class=_progress_bar(staging, file.path, file.size),  # type: ignore[arg-type]
-        )
-        target = staging.path_for(file.path)
-        os.replace(downloaded, target)
-        if sha256 is None:
-            _check_git_blob(target, file)
-        staging.adopt(file.path, size=file.size, sha256=sha256)
-
-    def _api(self) -> HfApi:
-        return HfApi(
-            endpoint=self._endpoint,
-            token=self._token,
-            library_name="weightcache",
-            library_version=__version__,
-        )
-
-    def _hub_request(self) -> HubRequest:
-        return HubRequest(
-            repo=f"{self.repo_type} repository {self.repo_id}",
-            revision=self.revision,
-            endpoint=redact_url(self._endpoint or hf_constants.ENDPOINT),
-            has_token=bool(self._token or get_token()),
-        )
+        return HubClient(self, token=self._token, endpoint=self._endpoint)
 
     def _query(self) -> str:
         params = [
@@ -227,44 +153,3 @@ def _parse_uri(uri: str) -> dict[str, Any]:
             )
         parsed.setdefault(f"{name}_patterns", []).extend(unquote(item) for item in value.split(","))
     return parsed
-
-
-def _check_git_blob(path: Path, file: RepoFile) -> None:
-    """Check a file kept in git (not LFS) against its blob id: SHA-1 of a short header and the content."""
-    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
-    for chunk in iter_file_chunks(path):
-        digest.update(chunk)
-    if digest.hexdigest() != file.blob_id:
-        raise ChecksumMismatchError(
-            f"{file.path} has git blob id {digest.hexdigest()} but the Hub lists {file.blob_id}; "
-            "the bytes are corrupt, so nothing was published; retry"
-        )
-
-
-def _progress_bar(staging: Staging, name: str, size: int) -> type:
-    """A stand-in for tqdm for huggingface_hub's transfer functions: bytes go to ``staging``'s progress."""
-
-    class FileProgress:
-        def __init__(self, *args: object, **kwargs: Any) -> None:
-            self.n = 0
-            self.total = kwargs.get("total")
-
-        def update(self, n: float | None = 1) -> None:
-            staging.report_bytes(name, int(n or 0), file_size=size)
-
-        def update_transfer(self, n: float | None = 1) -> None:
-            """Network bytes, counted by :meth:`update` once written (its presence makes xet report here)."""
-
-        def set_postfix_str(self, *args: object, **kwargs: object) -> None:
-            """Speeds are the caller's to show."""
-
-        set_transfer_postfix_str = set_postfix_str
-        refresh = close = set_postfix_str
-
-        def __enter__(self) -> FileProgress:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            """Nothing to close."""
-
-    return FileProgress

@@ -14,18 +14,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from posixpath import basename
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ..constants import HTTP_CONNECTIONS, HTTP_PART_BYTES, HTTP_RETRIES, HTTP_TIMEOUT_SECONDS
-from ..download import HTTPDownloader, Probe
 from ..errors import InvalidSourceError, SourceChangedError
 from ..fsutil import safe_relpath
 from ..layout import short_hash
 from ..redaction import REDACTED, redact_url
 from ..staging import Staging
 from .base import Source
+
+if TYPE_CHECKING:
+    from ..download import HTTPDownloader, Probe
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -95,14 +97,13 @@ class URLSource(Source):
                 f"two URLs would be saved under the same name in {names}; name them in a mapping"
             )
         self._files = sorted(files, key=lambda file: file.name)
-        self._downloader = partial(
-            HTTPDownloader,
-            headers=dict(headers or {}),
-            connections=connections,
-            part_bytes=part_bytes,
-            timeout=timeout,
-            retries=retries,
-        )
+        self._settings: dict[str, Any] = {
+            "headers": dict(headers or {}),
+            "connections": connections,
+            "part_bytes": part_bytes,
+            "timeout": timeout,
+            "retries": retries,
+        }
         self._fetched: dict[str, Probe] = {}
 
     @classmethod
@@ -169,6 +170,12 @@ class URLSource(Source):
 
     def _probe_all(self, downloader: HTTPDownloader) -> dict[str, Probe]:
         return {file.name: downloader.probe(file.url, file.label) for file in self._files}
+
+    def _downloader(self) -> HTTPDownloader:
+        # httpx2 takes ~0.2 s to import, and a warm ensure() sends no request.
+        from ..download import HTTPDownloader
+
+        return HTTPDownloader(**self._settings)
 
 
 def _remote_file(text: str, *, name: str | None, sha256: str | None) -> _RemoteFile:
