@@ -61,6 +61,7 @@ def test_unpinned_url_is_offline_first_until_refreshed(cache: WeightCache, serve
     url = server.add("/ckpt/model.bin", b"version one" * 1000)
     first = cache.ensure(url)
     assert first.manifest.source_info["etag"] and first.version.startswith("http-")
+    assert ranges_asked(server, "/ckpt/model.bin") == ["bytes=0-0", "bytes=0-10999"]  # one probe
     served = server.count()
     server.add("/ckpt/model.bin", b"version two" * 1000)  # a new ETag on the server
     assert cache.ensure(url).key == first.key and server.count() == served

@@ -38,6 +38,6 @@ def _updates_table(checks: Sequence[UpdateCheck]) -> Table:
             state = f"[red]cannot check:[/] {escape(check.error)}"
         else:
             state = "[yellow]outdated[/]" if check.outdated else "[green]up to date[/]"
-        latest = (check.latest_version or "")[:20]
-        table.add_row(escape(check.source), check.cached_version[:20], latest, state)
+        latest = (check.latest_version or "")[:12]
+        table.add_row(escape(check.source), check.cached_version[:12], latest, state)
     return table

@@ -104,7 +104,8 @@ class URLSource(Source):
             "timeout": timeout,
             "retries": retries,
         }
-        self._fetched: dict[str, Probe] = {}
+        #: What the last resolve() or fetch() learned about each file.
+        self._probes: dict[str, Probe] = {}
 
     @classmethod
     def from_uri(cls, uri: str) -> URLSource:
@@ -141,12 +142,16 @@ class URLSource(Source):
     def resolve(self) -> str:
         """Ask the server(s) for each file's ETag (else size and Last-Modified), one small request each."""
         with self._downloader() as downloader:
-            return _version(self._files, self._probe_all(downloader))
+            self._probes = self._probe_all(downloader)
+        return _version(self._files, self._probes)
 
     def fetch(self, version: str, staging: Staging) -> None:
         """Download every file into ``staging``, checking sizes, hashes, and that nothing changed."""
         with self._downloader() as downloader:
-            probes = self._probe_all(downloader)
+            # A cold ensure() resolves just before it fetches: reuse those answers (the ETag of
+            # every download response is still compared with them).
+            resolved = self._probes and _version(self._files, self._probes) == version
+            probes = self._probes if resolved else self._probe_all(downloader)
             if self.pinned_version() is None and _version(self._files, probes) != version:
                 raise SourceChangedError(f"{self.uri} changed on the server since it was examined; run again")
             staging.plan({file.name: probes[file.name].size for file in self._files})
@@ -156,12 +161,12 @@ class URLSource(Source):
                 if reusable and staging.try_reuse(file.name, sha256=file.sha256, size=probe.size) is not None:
                     continue
                 downloader.download(file.url, file.label, staging, file.name, probe=probe, sha256=file.sha256)
-        self._fetched = probes
+        self._probes = probes
 
     def source_info(self) -> dict[str, str]:
         """The ETag and Last-Modified each file was fetched with (keys end in ``:NAME`` if several)."""
         info = {}
-        for name, probe in self._fetched.items():
+        for name, probe in self._probes.items():
             suffix = "" if len(self._files) == 1 else f":{name}"
             for key, value in (("etag", probe.etag), ("last_modified", probe.last_modified)):
                 if value:
