@@ -271,6 +271,7 @@ def _check_same_etag(response: httpx2.Response, label: str, etag: str | None) ->
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (it is a number of seconds or an HTTP date)."""
     if not value:
         return None
     if value.strip().isdigit():
@@ -279,6 +280,8 @@ def _retry_after(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from posixpath import basename
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ..constants import HTTP_CONNECTIONS, HTTP_PART_BYTES, HTTP_RETRIES, HTTP_TIMEOUT_SECONDS
 from ..errors import InvalidSourceError, SourceChangedError
@@ -45,7 +45,7 @@ class _RemoteFile:
     def uri(self, *, with_hash: bool) -> str:
         params = [f"sha256={self.sha256}"] if with_hash and self.sha256 else []
         if self.name != _url_basename(self.url):
-            params.append(f"name={self.name}")
+            params.append(f"name={quote(self.name, safe='/')}")
         return self.label + ("#" + "&".join(params) if params else "")
 
 
