@@ -155,6 +155,7 @@ def test_missing_repo_revision_and_uri_errors(cache: WeightCache, hub: FakeHub) 
         ("hf://acme/tiny@" + "0" * 40, SourceNotFoundError, "does not exist"),
         ("hf://acme/tiny?include=*.json", InvalidSourceError, "unknown parameter 'include'"),
         ("hf://acme/../x", InvalidSourceError, "not a Hugging Face repo id"),
+        ("hf://acme/tiny@", InvalidSourceError, "revision of hf://acme/tiny is empty"),
     ]
     for uri, error, words in cases:
         with pytest.raises(error, match=words) as caught:

@@ -134,7 +134,7 @@ def _parse_uri(uri: str) -> dict[str, Any]:
     if "#" in rest:
         raise InvalidSourceError(f"{uri!r} has a #fragment, which hf:// URIs do not use; remove it")
     path, _, query = rest.partition("?")
-    repo, _, revision = path.partition("@")
+    repo, at, revision = path.partition("@")
     repo_type = "model"
     for name, prefix in (*_TYPE_PREFIXES.items(), ("model", "models/")):
         if prefix and repo.startswith(prefix):
@@ -143,7 +143,7 @@ def _parse_uri(uri: str) -> dict[str, Any]:
     parsed: dict[str, Any] = {
         "repo_id": repo,
         "repo_type": repo_type,
-        "revision": unquote(revision) if revision else "main",
+        "revision": unquote(revision) if at else "main",
     }
     for pair in query.split("&") if query else []:
         name, _, value = pair.partition("=")
