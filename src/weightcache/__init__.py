@@ -41,6 +41,7 @@ from .progress import ProgressEvent
 from .providers.base import Source, Store
 from .providers.image_dir import ImageDirSource
 from .providers.local_store import LocalStore
+from .providers.modal_volume import LeaseSettings, ModalVolumeStore
 from .registry import parse_source, register_source
 from .verify import VerifyReport
 
@@ -54,11 +55,13 @@ __all__ = [
     "GcReport",
     "ImageDirSource",
     "IntegrityError",
+    "LeaseSettings",
     "LinkError",
     "LocalStore",
     "LockTimeoutError",
     "Manifest",
     "ManifestError",
+    "ModalVolumeStore",
     "ProgressEvent",
     "SizeMismatchError",
     "Source",

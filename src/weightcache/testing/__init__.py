@@ -3,3 +3,7 @@
 They behave like the real services (a Hub, an HTTP file server, a Modal Volume) rather than
 recording calls: point the real clients at them.
 """
+
+from .fake_modal import FakeModalVolume, FakeVolumeContainer
+
+__all__ = ["FakeModalVolume", "FakeVolumeContainer"]
