@@ -53,22 +53,39 @@ def test_commit_merges_last_writer_wins_per_file(volume: FakeModalVolume) -> Non
     assert not (after / "doomed.txt").exists()
 
 
-def test_reload_drops_uncommitted_changes_and_crash_loses_them(volume: FakeModalVolume) -> None:
-    container = volume.container()
-    (container.mount_path / "kept.txt").write_text("kept")
-    container.commit()
-    (container.mount_path / "kept.txt").write_text("changed")
-    (container.mount_path / "draft.txt").write_text("draft")
-    container.reload()
-    assert (container.mount_path / "kept.txt").read_text() == "kept"
-    assert not (container.mount_path / "draft.txt").exists()
+def test_reload_commits_first_and_crash_loses_uncommitted_writes(volume: FakeModalVolume) -> None:
+    container, other = volume.container("container"), volume.container("other")
+    (other.mount_path / "theirs.txt").write_text("theirs")
+    other.commit()
+    (container.mount_path / "mine.txt").write_text("mine")
+    container.reload()  # Modal may commit uncommitted changes on reload; the fake always does
+    assert (container.mount_path / "theirs.txt").read_text() == "theirs"
+    assert (container.mount_path / "mine.txt").read_text() == "mine"
+    other.reload()
+    assert (other.mount_path / "mine.txt").read_text() == "mine"
 
     (container.mount_path / "lost.txt").write_text("lost")
     container.crash()
     assert not container.mount_path.exists()
     with pytest.raises(RuntimeError, match="has ended"):
         container.commit()
-    assert [entry.path for entry in volume.listdir("/")] == ["kept.txt"]
+    assert [entry.path for entry in volume.listdir("/")] == ["mine.txt", "theirs.txt"]
+
+
+def test_a_sync_keeps_local_changes_and_takes_later_commits(volume: FakeModalVolume) -> None:
+    seed = volume.container("seed")
+    for name in ("edited-here.txt", "edited-there.txt", "deleted-there.txt"):
+        (seed.mount_path / name).write_text("v0")
+    seed.exit()
+    here, there = volume.container("here"), volume.container("there")
+    (there.mount_path / "edited-there.txt").write_text("there")
+    (there.mount_path / "deleted-there.txt").unlink()
+    there.commit()
+    (here.mount_path / "edited-here.txt").write_text("here")
+    here.reload()
+    assert sorted(os.listdir(here.mount_path)) == ["edited-here.txt", "edited-there.txt"]
+    assert (here.mount_path / "edited-here.txt").read_text() == "here"
+    assert (here.mount_path / "edited-there.txt").read_text() == "there"
 
 
 def test_context_manager_exits_with_a_final_commit(volume: FakeModalVolume) -> None:

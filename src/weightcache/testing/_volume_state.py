@@ -2,10 +2,12 @@
 
 A Volume is a *committed tree* (a directory) plus an index giving each committed file the
 generation of the commit that last wrote it. A simulated container works in a *view*: a
-directory holding a copy of the committed tree as of its start or last reload, and a
-*base* remembering, per file, the generation it was copied from and its stat signature.
+directory holding a copy of the committed tree as of its start or last sync, and a *base*
+remembering, per file, the generation it was copied from and its stat signature.
 Comparing the view with its base tells what the container changed, which is exactly what
-a commit merges into the committed tree (last writer wins, per file, deletions included).
+a commit merges into the committed tree (last writer wins, per file, deletions included);
+comparing the base with the index tells what other containers changed, which is what a
+sync brings in.
 Everything that touches the committed tree holds one file lock, so commits from many
 processes are atomic with respect to each other and to reloads.
 """
@@ -121,30 +123,31 @@ class View:
         self._base_files: dict[str, tuple[int, FileSignature]] = {}
         self._base_dirs: set[str] = set()
 
-    def load_committed(self) -> None:
-        """Make the view the latest committed state, dropping uncommitted changes.
+    def sync(self) -> None:
+        """Bring into the view what other containers committed since it last synced.
 
-        Files unchanged on both sides since the last sync are kept, not copied again.
+        Files this container created, changed or deleted since are left as they are (a
+        commit publishes them); a file another container changed too is replaced by the
+        committed version, which is the later write.
         """
         with self.state.lock:
             index = self.state.load()
             local = scan(self.mount)
             committed_dirs = scan(self.state.tree).dirs
-            kept: dict[str, tuple[int, FileSignature]] = {}
-            for relpath, sig in local.files.items():
-                base = self._base_files.get(relpath)
-                if base is not None and base == (index.files.get(relpath), sig):
-                    kept[relpath] = base
-                else:
-                    (self.mount / relpath).unlink()
+            for relpath, (_generation, sig) in list(self._base_files.items()):
+                if relpath not in index.files:  # deleted by another container
+                    if local.files.get(relpath) == sig:
+                        (self.mount / relpath).unlink()
+                    del self._base_files[relpath]
             for relpath, generation in index.files.items():
-                if relpath not in kept:
+                base = self._base_files.get(relpath)
+                if base is None or base[0] != generation:
                     copy_into(self.state.tree / relpath, self.mount / relpath)
-                    kept[relpath] = (generation, signature(os.lstat(self.mount / relpath)))
+                    self._base_files[relpath] = (generation, signature(os.lstat(self.mount / relpath)))
             for relpath in committed_dirs:
                 (self.mount / relpath).mkdir(parents=True, exist_ok=True)
-            remove_empty_dirs(self.mount, local.dirs - committed_dirs)
-            self._base_files, self._base_dirs = kept, committed_dirs
+            remove_empty_dirs(self.mount, self._base_dirs - committed_dirs)
+            self._base_dirs = committed_dirs
 
     def commit(self) -> None:
         """Merge what the container changed since its last sync into the committed tree."""

@@ -12,10 +12,11 @@ account::
 
 It behaves like a Volume rather than recording calls: each container works in its own
 directory (its mount path) holding the Volume as of its start; its writes stay there until
-it commits; a commit merges them last-writer-wins per file (deletions too); ``reload()``
-brings in other containers' commits and, like Modal's, refuses while this process has a file
-of the Volume open. Open the same ``root`` in several processes to simulate containers on
-several machines. What differs from Modal is listed in docs/modal.md.
+it commits (or reloads); a commit merges them last-writer-wins per file (deletions too);
+``reload()`` brings in other containers' commits and, like Modal's, refuses while this
+process has a file of the Volume open; a crash loses what was not committed. Open the
+same ``root`` in several processes to simulate containers on several machines. What
+differs from Modal is listed in docs/modal.md.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ class FakeVolumeContainer:
         self._failures_left = 0
         self._ended = False
         with self._lock:
-            view.load_committed()
+            view.sync()
 
     @property
     def mount_path(self) -> Path:
@@ -195,10 +196,12 @@ class FakeVolumeContainer:
             self._view.commit()
 
     def reload(self) -> None:
-        """See the latest committed state; uncommitted changes in this view are dropped.
+        """Commit this container's changes, then bring in every other container's commits.
 
-        Raises :class:`RuntimeError` with Modal's message while this process has a file of the
-        view open (or mapped, or its working directory inside it), as Modal's ``reload()`` does.
+        Modal says a reload *may* commit uncommitted changes; the fake always does, so a
+        reload never loses what another thread of this container is writing. Raises
+        :class:`RuntimeError` with Modal's message while this process has a file of the view
+        open (or mapped, or its working directory inside it), as Modal's ``reload()`` does.
         """
         with self._lock:
             self._check_running()
@@ -206,7 +209,8 @@ class FakeVolumeContainer:
             if blocked:
                 message = f"{OPEN_FILES_MESSAGE}: {annotation}" if annotation else OPEN_FILES_MESSAGE
                 raise RuntimeError(message)
-            self._view.load_committed()
+            self._view.commit()
+            self._view.sync()
 
     def fail_next_commits(self, count: int) -> None:
         """Make the next ``count`` commits raise :class:`RuntimeError`, to test retry paths."""
