@@ -135,6 +135,10 @@ def test_cli_errors_are_one_line(cli, cache: WeightCache, make_image_dir, tmp_pa
         (["import", tmp_path / "not.tar", "--store", tmp_path / "other"], "is not a readable tar archive"),
         (["export", entry.key, "-o", output, "--store", cache.store.root], "differs from its manifest"),
         (["export", "no-such-key", "-o", output, "--store", cache.store.root], "no entry 'no-such-key'"),
+        (
+            ["export", entry.key, "-o", tmp_path / "nowhere" / "x.tar", "--store", cache.store.root],
+            "could not write",
+        ),
     ]
     for args, message in cases:
         result = cli(*args)

@@ -125,6 +125,8 @@ def test_a_container_crashing_mid_populate_is_taken_over(tmp_path: Path, make_im
     assert all(result["deep_ok"] for result in results)
     assert sorted(result["hit"] for result in results) == [False, True]
     assert any(result["took_over"] for result in results)  # they waited on the dead holder's lease
+    assert volume.listdir(".weightcache/staging") == []  # its committed partial download was reclaimed
+    assert volume.listdir(".weightcache/leases") == []
     fresh_container_hit(volume, source)
 
 

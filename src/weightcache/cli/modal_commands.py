@@ -19,7 +19,7 @@ from rich.markup import escape
 from .. import remote_volume
 from ..archive import export_entry, import_archive
 from ..entry import Entry
-from ..errors import EntryNotFoundError
+from ..errors import EntryNotFoundError, StoreError
 from ..fsutil import unique_suffix
 from ..layout import is_valid_key
 from ..remote_volume import VolumeEntries, modal_errors
@@ -102,6 +102,10 @@ def export_command(
         with open(partial, "wb") as handle:
             entry = export_entry(cache, key, handle)
         os.replace(partial, target)
+    except OSError as exc:
+        raise StoreError(
+            f"could not write {target} ({exc.strerror or exc}); check the path and free space"
+        ) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()

@@ -75,8 +75,7 @@ class LeaseRecord(BaseModel):
     """Who is populating an entry, as committed to the Volume."""
 
     key: str
-    holder: str
-    host: str
+    holder: str  # host:pid:token, so a person reading the Volume can tell which container it is
     renewed_at: datetime
     lease_seconds: float
 
@@ -163,7 +162,10 @@ class VolumeLease:
         """Write and commit our record; with ``confirm``, read back whether we won. True: go populate."""
         self._write()
         if not self._store.commit_once(f"claiming the lease on {self._key}"):
-            return True  # nobody can see our claim, so nobody waits for us: populate uncoordinated
+            # Nobody saw the claim, so nobody waits for us: populate uncoordinated, and keep a
+            # later commit from publishing a lease that no heartbeat renews.
+            self._path.unlink(missing_ok=True)
+            return True
         if confirm:
             time.sleep(self._settings.settle_seconds)
             if self._store.try_reload():
@@ -178,14 +180,17 @@ class VolumeLease:
 
     def _renew(self) -> None:
         while not self._stop.wait(self._settings.heartbeat_seconds):
-            self._write()
+            try:
+                self._write()
+            except OSError as exc:  # the populate will meet the same problem and report it
+                logger.warning("could not renew the lease on %s: %s", self._key, exc)
+                continue
             self._store.commit_once(f"renewing the lease on {self._key}")
 
     def _write(self) -> None:
         record = LeaseRecord(
             key=self._key,
             holder=self._holder,
-            host=socket.gethostname(),
             renewed_at=datetime.now(timezone.utc),
             lease_seconds=self._settings.lease_seconds,
         )

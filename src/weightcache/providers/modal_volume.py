@@ -123,8 +123,8 @@ class ModalVolumeStore(Store):
                     time.sleep(delay)
         raise CommitError(
             f"could not commit {self.describe()} after {self._commit_attempts} attempts "
-            f"({type(failure).__name__}: {failure}); what this container published is usable here but "
-            "other containers will not see it, so check the Volume (modal volume ls) and retry"
+            f"({type(failure).__name__}: {failure}); what it published stays in this container (ensure() "
+            "again finds it) but other containers will not see it, so check the Volume and retry"
         )
 
     @contextlib.contextmanager
