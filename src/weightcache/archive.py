@@ -62,11 +62,14 @@ def import_archive(
     try:
         return _import(cache, stream, origin, progress)
     except tarfile.TarError as exc:
-        raise IntegrityError(f"{origin} is not a readable tar archive ({exc}); nothing was imported") from exc
+        reason = str(exc).splitlines()[0].rstrip(":")  # tarfile lists every method it tried, one per line
+        raise IntegrityError(f"{origin} is not a readable tar archive ({reason}); nothing imported") from exc
 
 
 def _import(cache: WeightCache, stream: IO[bytes], origin: str, progress: ProgressCallback | None) -> Entry:
-    with tarfile.open(fileobj=stream, mode="r|*", bufsize=CHUNK_BYTES) as tar:
+    # A file is read in place; a pipe needs tarfile's stream mode, which copies (about 2x slower).
+    mode = "r:*" if stream.seekable() else "r|*"
+    with tarfile.open(fileobj=stream, mode=mode, bufsize=CHUNK_BYTES) as tar:
         first = tar.next()
         if first is None or not first.isfile() or not first.name.endswith("/manifest.json"):
             raise ManifestError(f"{origin} does not start with a weightcache manifest; use one from export")

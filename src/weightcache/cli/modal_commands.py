@@ -47,10 +47,10 @@ def push(
         entry = cache.ensure(source, progress=progress)
     if entry.hit:  # every container will trust these bytes: rehash them (and re-fetch if damaged)
         entry = cache.ensure(source, repair=True)
-    stderr.print(f"uploading {entry.key} ({human_bytes(entry.total_bytes)}) to Modal Volume {modal_volume}")
+    size = human_bytes(entry.total_bytes)
+    stderr.print(f"uploading {entry.key} ({size}) to Modal Volume {escape(modal_volume)}", highlight=False)
     with modal_errors(modal_volume):
-        volume = VolumeEntries(remote_volume.open_volume(modal_volume, create=True), modal_volume)
-        report = volume.push(cache.store.layout, entry)
+        report = _volume(modal_volume, create=True).push(cache.store.layout, entry)
     if json:
         print_json(report)
     elif report.already_present:
@@ -74,8 +74,7 @@ def pull(
     """Copy entry KEY from a Modal Volume into the local store, every file checked against its manifest."""
     cache = open_cache(store)
     with modal_errors(modal_volume), RichProgress(stderr) as progress:
-        volume = VolumeEntries(remote_volume.open_volume(modal_volume), modal_volume)
-        entry = volume.pull(cache, key, progress=progress)
+        entry = _volume(modal_volume).pull(cache, key, progress=progress)
     _print_copied(entry, "pulled", json)
 
 
@@ -132,7 +131,7 @@ def import_command(
 def remote_entries(name: str) -> list[Entry]:
     """``ls --modal-volume NAME``: the valid entries on the Volume."""
     with modal_errors(name):
-        return VolumeEntries(remote_volume.open_volume(name), name).list()
+        return _volume(name).list()
 
 
 def remote_reports(name: str, key: str | None, *, deep: bool) -> list[VerifyReport]:
@@ -140,12 +139,16 @@ def remote_reports(name: str, key: str | None, *, deep: bool) -> list[VerifyRepo
     if key is not None and not is_valid_key(key):
         raise typer.BadParameter("with --modal-volume, give an entry key (see ls --modal-volume)")
     with modal_errors(name):
-        volume = VolumeEntries(remote_volume.open_volume(name), name)
+        volume = _volume(name)
         if key is None:
             return volume.verify_all(deep=deep)
         if key not in volume.entry_keys():
             raise EntryNotFoundError(f"no entry {key} on Modal Volume {name!r}; see ls --modal-volume {name}")
         return [volume.verify(key, deep=deep)]
+
+
+def _volume(name: str, *, create: bool = False) -> VolumeEntries:
+    return VolumeEntries(remote_volume.open_volume(name, create=create), name)
 
 
 def _print_copied(entry: Entry, verb: str, json: bool) -> None:
