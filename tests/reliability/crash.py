@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from weightcache import gc as gc_module
-from weightcache import hashing, populate, staging
+from weightcache import hashing, populate, ranged, staging
 
 HANG_SECONDS = 30  # a trial's operation takes well under a second (an abandoned lease ~3 s): this is a hang
 
@@ -124,7 +124,9 @@ def _install(point: str, occurrence: int, stop: Callable[[], None]) -> None:
     around(populate, "reclaim_abandoned", "lease-taken", "before")
     around(staging.Staging, "plan", "plan", "after")
     around(hashing.HashingWriter, "write", "write-chunk", "after")
+    around(ranged.RangedWriter, "write_at", "write-chunk", "after")
     around(hashing.HashingWriter, "close", "file-fsync", "before")
+    around(ranged.RangedWriter, "close", "file-fsync", "before")
     around(staging.Staging, "_add", "file-recorded", "after")
     around(staging, "hash_file", "adopt-hash", "before")
     around(staging.Staging, "records", "fetched", "before")

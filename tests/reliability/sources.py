@@ -1,15 +1,17 @@
-"""Source kinds for the reliability suite: "a source of kind X serving these bytes", one fixture for all.
+"""Source kinds for the reliability suite: "a source of kind X serving these bytes", one helper for all.
 
-``dir`` is the core's image-directory source. ``stream`` stands in for a remote source until the
-Hub and URL sources land: it serves a directory the way they do, through the staging API a
-remote source uses (``write_stream`` in small chunks with a promised size and SHA-256,
-``adopt`` of a file a third-party downloader wrote, ``try_reuse`` for unchanged files), and it is
-offline-first (its version is remembered in a ref). Adding the Hub and URL kinds is one entry
-each in :data:`KINDS`.
+``dir`` is an image directory; ``hf`` a repository on a local fake Hub (served through the real
+huggingface_hub client); ``https`` files on a local HTTP server, pinned by SHA-256 (byte
+ranges, resume); ``stream`` a directory served the way a third-party remote source would use the
+staging API (``write_stream`` in small chunks with a promised size and SHA-256, ``adopt``,
+``try_reuse``), registered as ``teststream://``. ``with source_kind(name, root) as kind`` starts
+what the kind needs; ``kind.serve(model, files)`` serves ``files`` (relative path -> bytes) as
+source ``model`` and returns it; serving the same model again is its next version.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -19,24 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weightcache import ImageDirSource, Source
+from weightcache.providers.hf import HFSource
+from weightcache.providers.url import URLSource
 from weightcache.registry import SourceLike, register_source
 from weightcache.staging import Staging
+from weightcache.testing import FakeHub, FileServer
 
+KIND_NAMES = ["dir", "stream", "hf", "https"]
 STREAM_CHUNK = 64 * 1024  # small, so a kill lands mid-file often
 _WRITES = itertools.count()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        yield from iter(lambda: handle.read(STREAM_CHUNK), b"")
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class StreamSource(Source):
@@ -66,13 +63,13 @@ class StreamSource(Source):
     def _listing(self) -> dict[str, tuple[int, str]]:
         files = sorted(path for path in self.root.rglob("*") if path.is_file())
         return {
-            path.relative_to(self.root).as_posix(): (path.stat().st_size, _sha256(path)) for path in files
+            path.relative_to(self.root).as_posix(): (path.stat().st_size, _sha256(path.read_bytes()))
+            for path in files
         }
 
     def resolve(self) -> str:
         """A hash of every name and content hash: the "commit" this repository is at."""
-        listing = self._listing()
-        return "rev-" + hashlib.sha256(repr(sorted(listing.items())).encode()).hexdigest()[:20]
+        return "rev-" + _sha256(repr(sorted(self._listing().items())).encode())[:20]
 
     def fetch(self, version: str, staging: Staging) -> None:
         """Reuse unchanged files, stream half of the rest in chunks, adopt the other half."""
@@ -89,6 +86,11 @@ class StreamSource(Source):
                 staging.write_stream(name, _chunks(self.root / name), size=size, sha256=sha256)
 
 
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        yield from iter(lambda: handle.read(STREAM_CHUNK), b"")
+
+
 register_source(StreamSource.scheme, StreamSource.from_uri)
 
 
@@ -97,9 +99,11 @@ class SourceKind:
     """How to serve given bytes as a source of one kind."""
 
     name: str
-    serve: Callable[[Path, dict[str, bytes]], SourceLike]
+    serve: Callable[[str, dict[str, bytes]], SourceLike]
     #: Kill points (tests/reliability/crash.py) its fetch never passes through.
     never_reaches: tuple[str, ...] = ()
+    #: Environment a separate process needs to use the sources (the fake Hub's endpoint).
+    env: dict[str, str] | None = None
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -117,11 +121,50 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
     return root
 
 
-KINDS: dict[str, SourceKind] = {
-    "dir": SourceKind(
-        "dir",
-        lambda root, files: ImageDirSource(write_tree(root, files)),
-        never_reaches=("adopt-hash", "reuse-link"),
-    ),
-    "stream": SourceKind("stream", lambda root, files: StreamSource(write_tree(root, files))),
-}
+@contextlib.contextmanager
+def source_kind(name: str, root: Path) -> Iterator[SourceKind]:
+    """Start what kind ``name`` needs (a fake Hub, a file server) for the ``with`` block."""
+    if name == "dir":
+        yield SourceKind(
+            name,
+            lambda model, files: ImageDirSource(write_tree(root / model, files)),
+            never_reaches=("adopt-hash", "reuse-link"),
+        )
+    elif name == "stream":
+        yield SourceKind(name, lambda model, files: StreamSource(write_tree(root / model, files)))
+    elif name == "hf":
+        with FakeHub() as hub:
+            yield SourceKind(name, partial_hub(hub), env={"HF_ENDPOINT": hub.url})
+    else:
+        with FileServer() as server:
+            yield SourceKind(name, partial_server(server), never_reaches=("adopt-hash",))
+
+
+def partial_hub(hub: FakeHub) -> Callable[[str, dict[str, bytes]], SourceLike]:
+    """Serve a model as repository ``acme/MODEL`` (each call a new commit on main)."""
+    served: dict[str, set[str]] = {}
+
+    def serve(model: str, files: dict[str, bytes]) -> SourceLike:
+        repo = f"acme/{model}"
+        if model not in served:
+            hub.add_repo(repo, files)
+        else:
+            hub.commit(repo, {**dict.fromkeys(served[model] - set(files)), **files})
+        served[model] = set(files)
+        return HFSource(repo, endpoint=hub.url)
+
+    return serve
+
+
+def partial_server(server: FileServer) -> Callable[[str, dict[str, bytes]], SourceLike]:
+    """Serve a model's files at ``/MODEL/PATH``, as one URL source pinned by their SHA-256s."""
+    served: dict[str, set[str]] = {}
+
+    def serve(model: str, files: dict[str, bytes]) -> SourceLike:
+        for gone in served.get(model, set()) - set(files):
+            server.remove(f"/{model}/{gone}")
+        urls = {name: server.add(f"/{model}/{name}", data) for name, data in files.items()}
+        served[model] = set(files)
+        return URLSource(urls, sha256={name: _sha256(data) for name, data in files.items()})
+
+    return serve

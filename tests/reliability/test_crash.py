@@ -27,7 +27,7 @@ import blake3
 import pytest
 
 from tests.reliability.crash import POINTS, Outcome, run_child
-from tests.reliability.sources import KINDS, SourceKind
+from tests.reliability.sources import KIND_NAMES, SourceKind, source_kind
 from weightcache import Manifest, WeightCache
 from weightcache.refs import Ref
 from weightcache.registry import SourceLike, parse_source
@@ -66,9 +66,10 @@ class Scenario:
                 size
             )
         self.files[name] = files
-        source = self.kind.serve(self.root / "served" / name, files)
+        source = self.kind.serve(name, files)
         self.sources[name] = source
-        version = parse_source(source).resolve()
+        parsed = parse_source(source)
+        version = parsed.pinned_version() or parsed.resolve()
         self.expected[version] = {path: blake3.blake3(data).hexdigest() for path, data in files.items()}
 
     def cache(self) -> WeightCache:
@@ -169,8 +170,13 @@ def _hashes(manifest: Manifest) -> dict[str, str]:
 
 
 @pytest.mark.crash
-@pytest.mark.parametrize("kind", KINDS.values(), ids=KINDS.keys())
-def test_sigkill_anywhere_never_leaves_a_bad_entry(kind: SourceKind, tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("kind_name", KIND_NAMES)
+def test_sigkill_anywhere_never_leaves_a_bad_entry(kind_name: str, tmp_path: Path, capsys) -> None:
+    with source_kind(kind_name, tmp_path / "served") as kind:
+        _run_trials(kind, tmp_path, capsys)
+
+
+def _run_trials(kind: SourceKind, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     rng = random.Random(f"{SEED}-{kind.name}")
     scenario = Scenario(kind, tmp_path, rng)
     scenario.recover()

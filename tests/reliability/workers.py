@@ -7,6 +7,7 @@ Each role reports on stdout, one JSON document per line.
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -21,11 +22,12 @@ from weightcache import SourceChangedError, WeightCache
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start(role: str, *args: object) -> subprocess.Popen[str]:
-    """Start a worker process (from the parent's side), with pipes to talk to it."""
+def start(role: str, *args: object, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start a worker process (from the parent's side), with pipes to talk to it; ``env`` adds variables."""
     return subprocess.Popen(
         [sys.executable, "-m", "tests.reliability.workers", role, *map(str, args)],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
