@@ -29,6 +29,7 @@ from weightcache.testing import FakeHub, FileServer
 
 KIND_NAMES = ["dir", "stream", "hf", "https"]
 STREAM_CHUNK = 64 * 1024  # small, so a kill lands mid-file often
+HTTP_TEST_TIMEOUT = 2.0  # seconds without data before a URL download retries (a hang test waits this)
 _WRITES = itertools.count()
 
 
@@ -95,6 +96,16 @@ register_source(StreamSource.scheme, StreamSource.from_uri)
 
 
 @dataclass(frozen=True)
+class Wire:
+    """Where a served file's bytes travel, to inject faults there: a server, the path on it."""
+
+    server: FileServer
+    path: str
+    #: Serve the file right again: drops its pending faults and corruption.
+    clear: Callable[[], None]
+
+
+@dataclass(frozen=True)
 class SourceKind:
     """How to serve given bytes as a source of one kind."""
 
@@ -104,6 +115,8 @@ class SourceKind:
     never_reaches: tuple[str, ...] = ()
     #: Environment a separate process needs to use the sources (the fake Hub's endpoint).
     env: dict[str, str] | None = None
+    #: For remote kinds: where model MODEL's file NAME travels (``wire(model, name)``).
+    wire: Callable[[str, str], Wire] | None = None
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -134,37 +147,52 @@ def source_kind(name: str, root: Path) -> Iterator[SourceKind]:
         yield SourceKind(name, lambda model, files: StreamSource(write_tree(root / model, files)))
     elif name == "hf":
         with FakeHub() as hub:
-            yield SourceKind(name, partial_hub(hub), env={"HF_ENDPOINT": hub.url})
+            models = _HubModels(hub)
+            yield SourceKind(name, models.serve, env={"HF_ENDPOINT": hub.url}, wire=models.wire)
     else:
         with FileServer() as server:
-            yield SourceKind(name, partial_server(server), never_reaches=("adopt-hash",))
+            served = _ServerModels(server)
+            yield SourceKind(name, served.serve, never_reaches=("adopt-hash",), wire=served.wire)
 
 
-def partial_hub(hub: FakeHub) -> Callable[[str, dict[str, bytes]], SourceLike]:
-    """Serve a model as repository ``acme/MODEL`` (each call a new commit on main)."""
-    served: dict[str, set[str]] = {}
+class _HubModels:
+    """Models as repositories ``acme/MODEL`` on a fake Hub; serving one again commits on main."""
 
-    def serve(model: str, files: dict[str, bytes]) -> SourceLike:
+    def __init__(self, hub: FakeHub) -> None:
+        self.hub = hub
+        self.files: dict[str, dict[str, bytes]] = {}
+
+    def serve(self, model: str, files: dict[str, bytes]) -> SourceLike:
         repo = f"acme/{model}"
-        if model not in served:
-            hub.add_repo(repo, files)
+        if model not in self.files:
+            self.hub.add_repo(repo, files)
         else:
-            hub.commit(repo, {**dict.fromkeys(served[model] - set(files)), **files})
-        served[model] = set(files)
-        return HFSource(repo, endpoint=hub.url)
+            self.hub.commit(repo, {**dict.fromkeys(set(self.files[model]) - set(files)), **files})
+        self.files[model] = dict(files)
+        return HFSource(repo, endpoint=self.hub.url)
 
-    return serve
+    def wire(self, model: str, name: str) -> Wire:
+        path = self.hub.cdn_path(f"acme/{model}", name)
+        data = self.files[model][name]
+        etag = f'"{_sha256(data)}"' if path.startswith("/lfs/") else f'"{path.rsplit("/", 1)[1]}"'
+        return Wire(self.hub.cdn, path, lambda: self.hub.cdn.add(path, data, etag=etag))
 
 
-def partial_server(server: FileServer) -> Callable[[str, dict[str, bytes]], SourceLike]:
-    """Serve a model's files at ``/MODEL/PATH``, as one URL source pinned by their SHA-256s."""
-    served: dict[str, set[str]] = {}
+class _ServerModels:
+    """Models as files ``/MODEL/PATH`` on a file server: one URL source each, pinned by SHA-256."""
 
-    def serve(model: str, files: dict[str, bytes]) -> SourceLike:
-        for gone in served.get(model, set()) - set(files):
-            server.remove(f"/{model}/{gone}")
-        urls = {name: server.add(f"/{model}/{name}", data) for name, data in files.items()}
-        served[model] = set(files)
-        return URLSource(urls, sha256={name: _sha256(data) for name, data in files.items()})
+    def __init__(self, server: FileServer) -> None:
+        self.server = server
+        self.files: dict[str, dict[str, bytes]] = {}
 
-    return serve
+    def serve(self, model: str, files: dict[str, bytes]) -> SourceLike:
+        for gone in set(self.files.get(model, {})) - set(files):
+            self.server.remove(f"/{model}/{gone}")
+        urls = {name: self.server.add(f"/{model}/{name}", data) for name, data in files.items()}
+        self.files[model] = dict(files)
+        hashes = {name: _sha256(data) for name, data in files.items()}
+        return URLSource(urls, sha256=hashes, timeout=HTTP_TEST_TIMEOUT)
+
+    def wire(self, model: str, name: str) -> Wire:
+        path, data = f"/{model}/{name}", self.files[model][name]
+        return Wire(self.server, path, lambda: self.server.add(path, data))
