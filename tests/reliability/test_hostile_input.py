@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from weightcache import ManifestError, UnsafePathError, WeightCache
 from weightcache.fsutil import safe_relpath
+from weightcache.hashing import hash_file
 
 
 def test_non_utf8_file_name_is_a_specific_error_not_a_crash(cache: WeightCache, make_image_dir) -> None:
@@ -117,3 +119,16 @@ def test_manifest_from_a_newer_weightcache_is_left_alone(cache: WeightCache, mak
     assert cache.gc().removed == []  # not "incomplete": a newer release's entry is not ours to collect
     assert json.loads((entry.path.parent / "manifest.json").read_text())["schema_version"] == 99
     assert "newer than this weightcache" in cache.verify(entry.key).problems[0].detail
+
+
+def test_hashing_a_small_file_allocates_for_its_size_not_a_whole_chunk(tmp_path: Path) -> None:
+    """Models of thousands of small files were hashed through an 8 MiB buffer each (zeroed every time)."""
+    small = tmp_path / "tokenizer.json"
+    small.write_bytes(b"{}" * 100)
+    tracemalloc.start()
+    try:
+        assert hash_file(small).size == 200
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024
