@@ -1,6 +1,9 @@
 """The ``weightcache`` command line (typer + rich)."""
 
-from . import commands  # noqa: F401  (registers the core commands)
+from . import (
+    commands,  # noqa: F401  (registers the core commands)
+    source_commands,  # noqa: F401  (registers outdated)
+)
 from .app import app, main
 
 __all__ = ["app", "main"]

@@ -3,3 +3,8 @@
 They behave like the real services (a Hub, an HTTP file server, a Modal Volume) rather than
 recording calls: point the real clients at them.
 """
+
+from .fake_hub import FakeHub
+from .file_server import FileServer
+
+__all__ = ["FakeHub", "FileServer"]
