@@ -15,7 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from transformers import AutoProcessor, GroundingDinoForObjectDetection, Sam2Model
+from transformers import (
+    AutoProcessor,
+    GroundingDinoForObjectDetection,
+    GroundingDinoProcessor,
+    PreTrainedTokenizerBase,
+    Sam2Model,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,7 +54,13 @@ class FashionCropper:
     transformers' layout (``config.json``, ``model.safetensors``, processor files).
     """
 
-    def __init__(self, processor, detector, segmenter, device: str) -> None:
+    def __init__(
+        self,
+        processor: GroundingDinoProcessor,
+        detector: GroundingDinoForObjectDetection,
+        segmenter: Sam2Model,
+        device: str,
+    ) -> None:
         self.processor = processor
         self.detector = detector
         self.segmenter = segmenter
@@ -127,7 +139,9 @@ def grounding_prompt(categories: list[str]) -> tuple[str, list[tuple[int, int]]]
     return prompt.strip(), spans
 
 
-def _token_spans(tokenizer, prompt: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _token_spans(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, spans: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
     """Turn character spans into token index ranges, through the tokenizer's offsets."""
     offsets = tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"]
     token_spans = []

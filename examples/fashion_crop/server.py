@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel
 
+from weightcache import WeightCache
+
 from .pipeline import DetectedItem, FashionCropper
-from .weights import Weights
+from .weights import LINK_DIR, Placement, Weights, ensure_weights
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,21 @@ class CropResult(BaseModel):
     width: int
     height: int
     seconds: float
+
+
+def build_app(
+    cache: WeightCache,
+    placements: list[Placement],
+    *,
+    link_to: str = LINK_DIR,
+    device: str | None = None,
+    limits: Limits | None = None,
+) -> FastAPI:
+    """What a container does at start: ensure the weights, load both models, build the app."""
+    weights = ensure_weights(cache, placements, link_to)
+    started = time.perf_counter()
+    cropper = FashionCropper.load(weights.detector_dir, weights.segmenter_dir, device)
+    return create_app(cropper, weights, load_seconds=time.perf_counter() - started, limits=limits)
 
 
 def create_app(
@@ -147,7 +164,7 @@ def read_image(upload: UploadFile, limits: Limits) -> Image.Image:
         image.load()
     except OSError:
         raise HTTPException(400, "the image is damaged or truncated and could not be decoded") from None
-    return image
+    return ImageOps.exif_transpose(image)  # phone photos: boxes must match the picture as people see it
 
 
 def _check_pixels(size: tuple[int, int], limits: Limits) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weightcache import ImageDirSource, Source, WeightCache
+from weightcache.providers.hf import HFSource
 
 BAKED_DIR = "/tmp/initial_weights"  # where the image carries the weights (the seed's path)
 LINK_DIR = "/root/data/weights"  # where the app reads them (the seed's path)
@@ -71,6 +72,21 @@ class Weights:
 def image_placements(baked_dir: str = BAKED_DIR) -> list[Placement]:
     """The ``image`` way: one directory, baked into the image, holding both models' folders."""
     return [(ImageDirSource(baked_dir), "")]
+
+
+def hub_source(model: HubModel, endpoint: str | None = None) -> HFSource:
+    """``model``'s repository at its revision, only the files the app needs."""
+    return HFSource(model.repo, model.revision, allow_patterns=list(model.include), endpoint=endpoint)
+
+
+def hub_placements(endpoint: str | None = None) -> list[Placement]:
+    """The ``hub`` way: each model from its Hub repository into its own folder."""
+    return [(hub_source(model, endpoint), model.folder) for model in (DETECTOR, SEGMENTER)]
+
+
+def placements_for(mode: str) -> list[Placement]:
+    """The placements for a deploy-time mode, ``image`` or ``hub``."""
+    return image_placements() if mode == "image" else hub_placements()
 
 
 def ensure_weights(cache: WeightCache, placements: list[Placement], link_to: str = LINK_DIR) -> Weights:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import io
 import time
 
+import torch
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from weightcache import WeightCacheError
+from weightcache import Source, WeightCache, WeightCacheError
 
 from .pipeline import GenerateParams, JaguarModel
 
@@ -27,6 +28,15 @@ class GenerateRequest(BaseModel):
     height: int = Field(1024, ge=16, le=2048)
     guidance: float = Field(3.5, ge=0.0, le=20.0)
     seed: int | None = Field(None, ge=0, lt=2**63)
+
+
+def build_app(
+    cache: WeightCache, source: Source, *, device: str | None = None, dtype: torch.dtype = torch.bfloat16
+) -> FastAPI:
+    """What a container does at start: ensure the weights, load the pipeline, build the app."""
+    model = JaguarModel(cache, source, device=device, dtype=dtype)
+    model.load()
+    return create_app(model)
 
 
 def create_app(model: JaguarModel) -> FastAPI:

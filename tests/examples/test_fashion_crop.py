@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,19 +15,24 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from examples.fashion_crop import client
-from examples.fashion_crop.pipeline import FashionCropper, cut_out, grounding_prompt
-from examples.fashion_crop.server import Limits, create_app
-from examples.fashion_crop.weights import ensure_weights, image_placements
+from examples.fashion_crop.pipeline import cut_out, grounding_prompt
+from examples.fashion_crop.server import Limits, build_app
+from examples.fashion_crop.weights import DETECTOR, SEGMENTER, hub_placements, image_placements
 from weightcache import LocalStore, WeightCache
 
+from .extras import DEVICE
+from .tiny_models import tree_files
+
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_PNG = client.png_bytes(client.example_outfit())
 
 
 def start_service(store: Path, baked: Path, link_to: Path, limits: Limits | None = None) -> TestClient:
-    """What the Modal container does at start: ensure the weights, load the models, build the app."""
-    weights = ensure_weights(WeightCache(LocalStore(store)), image_placements(str(baked)), str(link_to))
-    cropper = FashionCropper.load(weights.detector_dir, weights.segmenter_dir, device="cpu")
-    return TestClient(create_app(cropper, weights, load_seconds=0.5, limits=limits))
+    """Start as the Modal container does, on a local store."""
+    cache = WeightCache(LocalStore(store))
+    return TestClient(
+        build_app(cache, image_placements(str(baked)), link_to=str(link_to), device=DEVICE, limits=limits)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +180,82 @@ def test_client_script_reports_a_4xx_in_one_line(service: TestClient, serve, tmp
     assert (
         done.stderr.strip() == "error 400: give at least one clothing category, e.g. categories=shirt,jeans"
     )
+
+
+def publish_models(hub, baked: Path) -> dict[str, str]:
+    """Both tiny models on the fake Hub, beside the original checkpoints the app must not fetch."""
+    return {
+        model.repo: hub.add_repo(model.repo, {**tree_files(baked / model.folder), checkpoint: b"\0" * 4096})
+        for model, checkpoint in (
+            (DETECTOR, "groundingdino_swint_ogc.pth"),
+            (SEGMENTER, "sam2.1_hiera_large.pt"),
+        )
+    }
+
+
+def test_hub_way_fetches_only_the_transformers_files_then_serves_from_the_volume(
+    hub, baked_weights: Path, tmp_path: Path
+) -> None:
+    commits = publish_models(hub, baked_weights)
+    cache = WeightCache(LocalStore(tmp_path / "volume"))
+
+    first = TestClient(build_app(cache, hub_placements(hub.url), link_to=str(tmp_path / "c1"), device=DEVICE))
+    requests_after_first = hub.count()
+    later = TestClient(build_app(cache, hub_placements(hub.url), link_to=str(tmp_path / "c2"), device=DEVICE))
+
+    assert first.get("/").json()["weights"]["origin"] == "huggingface"
+    assert later.get("/").json()["weights"]["origin"] == "volume"
+    assert hub.count() == requests_after_first  # a warm start asks the Hub nothing
+    assert sorted(later.get("/").json()["weights"]["versions"].values()) == sorted(commits.values())
+    fetched = sorted(path.name for path in (tmp_path / "c2").rglob("*") if path.is_symlink())
+    assert fetched == sorted(
+        [*tree_files(baked_weights / DETECTOR.folder), *tree_files(baked_weights / SEGMENTER.folder)]
+    )
+    crop = later.post("/crop", files={"image": ("o.png", EXAMPLE_PNG)}, data={"categories": "shirt"})
+    assert crop.status_code == 200
+
+
+def test_prepare_weights_fills_the_directory_the_image_bakes_in(
+    hub, baked_weights: Path, tmp_path: Path
+) -> None:
+    publish_models(hub, baked_weights)
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "WEIGHTCACHE_HOME": str(tmp_path / "store")}
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "examples.fashion_crop.prepare_weights",
+            "--out",
+            str(tmp_path / "data/weights"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=REPO,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert f"{DETECTOR.repo} @ " in done.stdout and f"{SEGMENTER.repo} @ " in done.stdout
+    assert tree_files(tmp_path / "data/weights") == tree_files(baked_weights)
+    service = start_service(tmp_path / "volume", tmp_path / "data/weights", tmp_path / "root/data/weights")
+    assert service.get("/").json()["weights"]["origin"] == "image"
+
+
+def test_a_photo_taken_sideways_is_measured_as_people_see_it(service: TestClient) -> None:
+    landscape = client.example_outfit().rotate(90, expand=True)  # stored 512x384, EXIF says turn it back
+    exif = Image.Exif()
+    exif[0x0112] = 8  # orientation: rotate 90° clockwise to display
+    buffer = io.BytesIO()
+    landscape.save(buffer, format="JPEG", exif=exif)
+
+    response = service.post(
+        "/crop",
+        files={"image": ("phone.jpg", buffer.getvalue())},
+        data={"categories": "shirt", "box_threshold": "0"},
+    )
+
+    assert response.status_code == 200
+    assert (response.json()["width"], response.json()["height"]) == (384, 512)

@@ -11,24 +11,36 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from huggingface_hub import HfApi
 from PIL import Image
 
 from examples.jaguar import test_generate
-from examples.jaguar.pipeline import JaguarModel
-from examples.jaguar.server import create_app
-from weightcache import ImageDirSource, LocalStore, Source, WeightCache
+from examples.jaguar.server import build_app
+from examples.jaguar.weights import REPO, jaguar_source
+from weightcache import LocalStore, Source, WeightCache
+
+from .extras import DEVICE, JAGUAR_DTYPE
+from .tiny_models import tree_files
+
+# What else the real repository holds beside the diffusers folders: never fetched.
+SINGLE_FILE_CHECKPOINTS = {
+    "shuttle-jaguar.safetensors": b"\0" * 8192,
+    "fp8/shuttle-jaguar-fp8.safetensors": b"\1" * 4096,
+}
 
 
 @pytest.fixture
-def jaguar_source(flux_weights: Path) -> Source:
-    return ImageDirSource(flux_weights)
+def source(hub, flux_weights: Path) -> Source:
+    """shuttle-jaguar as the app names it, on a fake Hub holding the tiny pipeline."""
+    hub.add_repo(REPO, {**tree_files(flux_weights), **SINGLE_FILE_CHECKPOINTS})
+    return jaguar_source(endpoint=hub.url)
 
 
 def start_service(store: Path, source: Source) -> TestClient:
-    """What the Modal container does at start: load the model through weightcache, build the app."""
-    model = JaguarModel(WeightCache(LocalStore(store)), source, device="cpu", dtype=torch.float32)
-    model.load()
-    return TestClient(create_app(model))
+    """Start as the Modal container does, on a local store."""
+    return TestClient(
+        build_app(WeightCache(LocalStore(store)), source, device=DEVICE, dtype=getattr(torch, JAGUAR_DTYPE))
+    )
 
 
 def generate(service: TestClient, **body: object) -> Image.Image:
@@ -38,21 +50,32 @@ def generate(service: TestClient, **body: object) -> Image.Image:
     return Image.open(io.BytesIO(response.content))
 
 
-def test_info_says_fetched_on_the_first_start_and_volume_after(jaguar_source: Source, tmp_path: Path) -> None:
-    first = start_service(tmp_path / "volume", jaguar_source).get("/info").json()
-    later = start_service(tmp_path / "volume", jaguar_source).get("/info").json()
+def test_first_start_fetches_only_the_diffusers_files_and_later_starts_use_the_volume(
+    hub, source: Source, flux_weights: Path, tmp_path: Path
+) -> None:
+    first = start_service(tmp_path / "volume", source).get("/info").json()
+    requests_after_first = hub.count()
+    later = start_service(tmp_path / "volume", source).get("/info").json()
 
-    assert first["source"] == "image"
+    assert first["source"] == "huggingface"
     assert later["source"] == "volume"
-    assert later["revision"] == first["revision"]
-    assert later["model"] == jaguar_source.uri
-    assert later["device"] == "cpu" and later["dtype"] == "float32"
+    assert hub.count() == requests_after_first  # a warm start asks the Hub nothing
+    assert later["revision"] == first["revision"] == hub_sha(hub)
+    assert later["model"] == source.uri
+    assert (later["device"], later["dtype"]) == (DEVICE, JAGUAR_DTYPE)
+    cached = WeightCache(LocalStore(tmp_path / "volume")).ensure(source)
+    assert sorted(record.path for record in cached.manifest.files) == sorted(tree_files(flux_weights))
+
+
+def hub_sha(hub) -> str:
+    """The commit ``main`` points at on the fake Hub, as the Hub API reports it."""
+    return HfApi(endpoint=hub.url).repo_info(REPO).sha
 
 
 def test_generate_returns_a_png_of_the_size_asked_and_the_seed_reproduces_it(
-    jaguar_source: Source, tmp_path: Path
+    source: Source, tmp_path: Path
 ) -> None:
-    service = start_service(tmp_path / "volume", jaguar_source)
+    service = start_service(tmp_path / "volume", source)
 
     first = generate(service, seed=7, steps=2, width=32, height=16)
     again = generate(service, seed=7, steps=2, width=32, height=16)
@@ -63,8 +86,8 @@ def test_generate_returns_a_png_of_the_size_asked_and_the_seed_reproduces_it(
     assert first.tobytes() != other.tobytes()
 
 
-def test_generate_reports_the_random_seed_it_picked(jaguar_source: Source, tmp_path: Path) -> None:
-    service = start_service(tmp_path / "volume", jaguar_source)
+def test_generate_reports_the_random_seed_it_picked(source: Source, tmp_path: Path) -> None:
+    service = start_service(tmp_path / "volume", source)
 
     response = service.post("/generate", json={"prompt": "white cat", "width": 16, "height": 16, "steps": 1})
     seed = int(response.headers["X-Seed"])
@@ -84,46 +107,53 @@ def test_generate_reports_the_random_seed_it_picked(jaguar_source: Source, tmp_p
     ],
     ids=["empty-prompt", "odd-size", "no-steps"],
 )
-def test_bad_generate_requests_get_a_422(
-    jaguar_source: Source, tmp_path: Path, body: dict, says: str
-) -> None:
-    response = start_service(tmp_path / "volume", jaguar_source).post("/generate", json=body)
+def test_bad_generate_requests_get_a_422(source: Source, tmp_path: Path, body: dict, says: str) -> None:
+    response = start_service(tmp_path / "volume", source).post("/generate", json=body)
 
     assert response.status_code == 422
     assert says in json.dumps(response.json()["detail"])
 
 
-def test_reload_model_fetches_again_and_keeps_serving(jaguar_source: Source, tmp_path: Path) -> None:
-    service = start_service(tmp_path / "volume", jaguar_source)
-    before = generate(service, seed=3, steps=1)
+def test_reload_model_fetches_the_current_revision_and_keeps_serving(
+    hub, source: Source, flux_weights: Path, tmp_path: Path
+) -> None:
+    service = start_service(tmp_path / "volume", source)
+    before = service.get("/info").json()
+    hub.commit(
+        REPO,
+        {
+            "scheduler/scheduler_config.json": (flux_weights / "scheduler/scheduler_config.json").read_bytes()
+            + b"\n"
+        },
+    )
 
     reloaded = service.post("/reload-model")
 
     assert reloaded.status_code == 200
-    assert reloaded.json()["source"] == "image"
+    assert reloaded.json()["source"] == "huggingface"
+    assert reloaded.json()["revision"] == hub_sha(hub) != before["revision"]
     assert service.get("/info").json() == reloaded.json()
-    assert generate(service, seed=3, steps=1).tobytes() == before.tobytes()
+    assert generate(service, seed=3, steps=1).size == (16, 16)
 
 
-def test_a_failed_reload_answers_503_and_the_loaded_model_keeps_serving(
-    flux_weights: Path, tmp_path: Path
+def test_a_failed_reload_answers_503_in_one_line_and_the_loaded_model_keeps_serving(
+    hub, source: Source, tmp_path: Path
 ) -> None:
-    moved = tmp_path / "weights"
-    moved.symlink_to(flux_weights, target_is_directory=True)
-    service = start_service(tmp_path / "volume", ImageDirSource(moved))
-    moved.unlink()
+    service = start_service(tmp_path / "volume", source)
+    hub.failing = 503
 
     reloaded = service.post("/reload-model")
 
     assert reloaded.status_code == 503
-    assert reloaded.json()["detail"] == f"source path {moved} does not exist; check the path"
+    assert reloaded.json()["detail"].startswith("cannot reach the Hugging Face Hub at ")
+    assert service.get("/info").json()["source"] == "huggingface"
     assert generate(service, seed=1, steps=1).size == (16, 16)
 
 
 def test_test_generate_script_remembers_the_url_and_saves_the_image_without_a_display(
-    jaguar_source: Source, tmp_path: Path, serve
+    source: Source, tmp_path: Path, serve
 ) -> None:
-    url = serve(start_service(tmp_path / "volume", jaguar_source).app)
+    url = serve(start_service(tmp_path / "volume", source).app)
     config = tmp_path / "config.json"
     size = ["--width", "16", "--height", "16", "--config", str(config)]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no DISPLAY: --display must save instead
@@ -133,7 +163,7 @@ def test_test_generate_script_remembers_the_url_and_saves_the_image_without_a_di
 
     assert first.returncode == 0, first.stderr
     assert json.loads(config.read_text()) == {"url": url}
-    assert "loaded from the volume: no, fetched from image" in first.stdout
+    assert "loaded from the volume: no, fetched from huggingface" in first.stdout
     assert "generated 16x16 in" in first.stdout
     assert second.returncode == 0, second.stderr
     assert f"no display here: saved the image to {tmp_path / 'cat.png'}" in second.stdout

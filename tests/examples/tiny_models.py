@@ -184,6 +184,13 @@ def save_flux(folder: Path) -> Path:
     return folder
 
 
+def tree_files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by relative path: what to publish on a fake Hub repository."""
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()
+    }
+
+
 def _clip_vocab() -> dict[str, int]:
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
     for char in string.ascii_lowercase + string.digits + "!.,'":
