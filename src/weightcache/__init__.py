@@ -42,6 +42,7 @@ from .progress import ProgressEvent
 from .providers.base import Source, Store
 from .providers.image_dir import ImageDirSource
 from .providers.local_store import LocalStore
+from .providers.modal_volume import LeaseSettings, ModalVolumeStore
 from .registry import parse_source, register_source
 from .verify import VerifyReport
 
@@ -56,11 +57,13 @@ __all__ = [
     "ImageDirSource",
     "IntegrityError",
     "InvalidSourceError",
+    "LeaseSettings",
     "LinkError",
     "LocalStore",
     "LockTimeoutError",
     "Manifest",
     "ManifestError",
+    "ModalVolumeStore",
     "ProgressEvent",
     "SizeMismatchError",
     "Source",

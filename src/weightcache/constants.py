@@ -18,6 +18,9 @@ LEASE_SECONDS = 60.0
 #: small enough that a pool of copy threads stays well under 256 MB).
 CHUNK_BYTES = 8 * 1024 * 1024
 
+#: Largest manifest read from a Volume or an archive (a v1 Volume's 500,000 files need about 100 MB).
+MAX_MANIFEST_BYTES = 128 * 1024 * 1024
+
 #: Threads copying or hashing files of one entry at once.
 IO_THREADS = min(8, 2 * (os.cpu_count() or 1))
 

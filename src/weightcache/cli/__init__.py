@@ -2,6 +2,7 @@
 
 from . import (
     commands,  # noqa: F401  (registers the core commands)
+    modal_commands,  # noqa: F401  (registers push, pull, export, import)
     source_commands,  # noqa: F401  (registers outdated)
 )
 from .app import app, main

@@ -38,6 +38,9 @@ StoreOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
+ModalVolumeOpt = Annotated[
+    str | None, typer.Option("--modal-volume", help="Work on this Modal Volume, not the local store.")
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

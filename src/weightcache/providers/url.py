@@ -43,6 +43,7 @@ class _RemoteFile:
     sha256: str | None
 
     def uri(self, *, with_hash: bool) -> str:
+        """This file's URL without credentials, with its fragment (``sha256=`` only when ``with_hash``)."""
         params = [f"sha256={self.sha256}"] if with_hash and self.sha256 else []
         if self.name != _url_basename(self.url):
             params.append(f"name={quote(self.name, safe='/')}")

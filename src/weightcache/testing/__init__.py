@@ -5,6 +5,7 @@ recording calls: point the real clients at them.
 """
 
 from .fake_hub import FakeHub
+from .fake_modal import FakeModalVolume, FakeVolumeContainer
 from .file_server import FileServer
 
-__all__ = ["FakeHub", "FileServer"]
+__all__ = ["FakeHub", "FakeModalVolume", "FakeVolumeContainer", "FileServer"]

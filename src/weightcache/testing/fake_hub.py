@@ -47,9 +47,11 @@ class _HubError(Exception):
 
 class _HubHandler(QuietHandler):
     def do_GET(self) -> None:
+        """Answer a GET (http.server's hook)."""
         self.owner.handle(self)
 
     def do_HEAD(self) -> None:
+        """Answer a HEAD (http.server's hook)."""
         self.owner.handle(self)
 
 

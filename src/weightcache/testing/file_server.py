@@ -41,6 +41,7 @@ class _Resource:
     last_modified: str | None
 
     def read(self, offset: int, count: int) -> bytes:
+        """``count`` bytes of the body from ``offset``."""
         if isinstance(self.body, bytes):
             return self.body[offset : offset + count]
         with open(self.body, "rb") as handle:
@@ -60,9 +61,11 @@ class _Fault:
 
 class _FileHandler(QuietHandler):
     def do_GET(self) -> None:
+        """Answer a GET (http.server's hook)."""
         self.owner.handle(self)
 
     def do_HEAD(self) -> None:
+        """Answer a HEAD (http.server's hook)."""
         self.owner.handle(self)
 
 
