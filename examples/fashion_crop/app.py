@@ -70,11 +70,10 @@ class FashionCrop:
     @modal.enter()
     def load(self) -> None:
         """Ensure the weights (a hit on the Volume after the first start) and load the models."""
-        from weightcache.providers.modal_volume import ModalVolumeStore
-
         from examples.fashion_crop.server import build_app
         from examples.fashion_crop.weights import placements_for
         from weightcache import WeightCache
+        from weightcache.providers.modal_volume import ModalVolumeStore
 
         cache = WeightCache(ModalVolumeStore(volume, CACHE_MOUNT))
         self.web_app = build_app(cache, placements_for(WEIGHTS_MODE))

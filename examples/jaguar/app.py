@@ -52,12 +52,11 @@ class JaguarService:
     @modal.enter()
     def load(self) -> None:
         """Ensure the weights (a hit on the Volume after the first start) and load the pipeline."""
-        from weightcache.providers.modal_volume import ModalVolumeStore
-
         from examples.jaguar.pipeline import JaguarModel
         from examples.jaguar.server import create_app
         from examples.jaguar.weights import jaguar_source
         from weightcache import WeightCache
+        from weightcache.providers.modal_volume import ModalVolumeStore
 
         model = JaguarModel(WeightCache(ModalVolumeStore(volume, CACHE_MOUNT)), jaguar_source())
         model.load()
