@@ -33,7 +33,9 @@ app = typer.Typer(
 StoreOpt = Annotated[
     Path | None,
     typer.Option(
-        "--store", help=f"Store directory [default: ${ENV_HOME} or ~/.cache/weightcache].", show_default=False
+        "--store",
+        help=f"Store directory (default: ${ENV_HOME}, else ~/.cache/weightcache).",
+        show_default=False,
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]

@@ -197,7 +197,7 @@ def gc(
 def demo(
     size_mb: Annotated[int, typer.Option("--size-mb", min=8, help="Size of the synthetic model.")] = 256,
     store: Annotated[
-        Path | None, typer.Option("--store", help="Store directory [default: a temporary one].")
+        Path | None, typer.Option("--store", help="Store directory (default: a temporary one).")
     ] = None,
     json: JsonOpt = False,
     debug: DebugOpt = False,
