@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import weightcache
 from weightcache.prefetch import prefetch
 from weightcache.safetensors_format import read_layout
 from weightcache.synthetic import write_safetensors
@@ -226,8 +227,12 @@ def describe(paths: list[Path], device: str) -> list[str]:
     """Lines saying where this ran: machine, versions, files."""
     import torch
 
-    versions = {"python": platform.python_version(), "torch": torch.__version__}
-    for package in ("safetensors", "weightcache", *PEERS.values()):
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "weightcache": weightcache.__version__,
+    }
+    for package in ("safetensors", *PEERS.values()):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:

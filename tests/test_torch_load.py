@@ -61,8 +61,8 @@ class DeferredTransfer(Transfer):
         self.host_bytes += nbytes
         return super().host_buffer(nbytes)
 
-    def copy(self, target: torch.Tensor, source: torch.Tensor) -> None:
-        self.pending.append((target, source))
+    def copy(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.pending.extend(pairs)
 
     def fence(self) -> int:
         return len(self.pending)

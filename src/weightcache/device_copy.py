@@ -50,10 +50,11 @@ class Transfer:
         if self.stream is not None:
             self.stream.wait_stream(torch.cuda.current_stream(self.device))
 
-    def copy(self, target: torch.Tensor, source: torch.Tensor) -> None:
-        """Enqueue a copy of ``source`` (host) into ``target`` (device)."""
+    def copy(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Enqueue a copy of each ``(target on the device, source on the host)`` pair."""
         with torch.cuda.stream(self.stream) if self.stream is not None else nullcontext():
-            target.copy_(source, non_blocking=self.stream is not None)
+            for target, source in pairs:
+                target.copy_(source, non_blocking=self.stream is not None)
 
     def fence(self) -> Any:
         """A marker after the copies enqueued so far (``None`` when copies are synchronous)."""
@@ -116,7 +117,10 @@ class StagedLoad:
 
     def run(self) -> list[list[torch.Tensor]]:
         """Read and copy everything; return each file's tensors in its layout's order."""
-        self._free.extend(self.transfer.host_buffer(self.chunk_bytes) for _ in range(self.buffer_count))
+        # One host allocation cut into buffers: pinning memory costs a driver call per allocation.
+        self._free.extend(
+            self.transfer.host_buffer(self.chunk_bytes * self.buffer_count).split(self.chunk_bytes)
+        )
         descriptors = [os.open(layout.path, os.O_RDONLY) for layout in self.layouts]
         try:
             with ThreadPoolExecutor(self.threads, thread_name_prefix="weightcache-load") as pool:
@@ -156,9 +160,15 @@ class StagedLoad:
     def _dispatch(self, read: _Read) -> None:
         read.future.result()
         self._advance_to(read.file)
-        for piece in read.chunk.pieces:
-            target = self._targets[piece.tensor][piece.tensor_offset : piece.tensor_offset + piece.length]
-            self.transfer.copy(target, read.buffer[piece.chunk_offset : piece.chunk_offset + piece.length])
+        self.transfer.copy(
+            [
+                (
+                    self._targets[piece.tensor][piece.tensor_offset : piece.tensor_offset + piece.length],
+                    read.buffer[piece.chunk_offset : piece.chunk_offset + piece.length],
+                )
+                for piece in read.chunk.pieces
+            ]
+        )
         self._copying.append((self.transfer.fence(), read.buffer))
 
     def _advance_to(self, file: int) -> None:
