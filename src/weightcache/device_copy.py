@@ -22,12 +22,13 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .safetensors_format import Chunk, SafetensorsLayout, plan_chunks
-from .tensor_io import CHUNK_BYTES, byte_view, cast, empty_tensors, host_memory, read_exactly
+from .tensor_io import CHUNK_BYTES, byte_view, cast, empty_tensors, host_memory, read_exactly, will_read
 
 
 class Transfer:
@@ -141,7 +142,7 @@ class StagedLoad:
         buffer = self._acquire()
         layout = self.layouts[file]
         target = host_memory(buffer)[: chunk.length]
-        future = pool.submit(read_exactly, descriptor, target, layout.data_offset + chunk.start, layout.path)
+        future = pool.submit(_read_chunk, descriptor, target, layout.data_offset + chunk.start, layout.path)
         self._reading.append(_Read(file, chunk, buffer, future))
         while self._reading and self._reading[0].future.done():
             self._dispatch(self._reading.popleft())
@@ -182,3 +183,8 @@ class StagedLoad:
                 self._tensors = empty_tensors(self.layouts[self._open_file], self.transfer.device)
                 self._targets = [byte_view(tensor) for tensor in self._tensors]
                 self.transfer.start_writes()
+
+
+def _read_chunk(descriptor: int, target: memoryview, offset: int, path: Path) -> None:
+    will_read(descriptor, offset, len(target))
+    read_exactly(descriptor, target, offset, path)

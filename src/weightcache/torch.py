@@ -33,7 +33,7 @@ from .errors import LoadError
 from .parallel import run_parallel
 from .safetensors_format import Chunk, SafetensorsLayout, plan_chunks, read_layout, safetensors_files
 from .targets import Targets
-from .tensor_io import CHUNK_BYTES, cast, check_loadable, empty_tensors, host_memory, read_exactly
+from .tensor_io import CHUNK_BYTES, cast, check_loadable, empty_tensors, host_memory, read_exactly, will_read
 
 __all__ = ["load_safetensors"]
 
@@ -119,6 +119,7 @@ def _load_to_cpu(layout: SafetensorsLayout, threads: int, dtype: torch.dtype | N
 def _read_pieces(
     descriptor: int, layout: SafetensorsLayout, chunk: Chunk, memories: list[memoryview]
 ) -> None:
+    will_read(descriptor, layout.data_offset + chunk.start, chunk.length)
     for piece in chunk.pieces:
         target = memories[piece.tensor][piece.tensor_offset : piece.tensor_offset + piece.length]
         read_exactly(descriptor, target, layout.data_offset + chunk.start + piece.chunk_offset, layout.path)
