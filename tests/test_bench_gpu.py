@@ -35,7 +35,7 @@ def test_gpu_load_quick_on_cpu(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     rates = report["gb_per_s"]
-    for row in ("raw parallel read", "safetensors", "weightcache"):
+    for row in ("raw parallel read (16 threads, preadv into memory)", "safetensors", "weightcache"):
         assert rates[row]["warm"][0] > 0 and rates[row]["cold"][0] > 0, row
     assert "GPU: none (CPU numbers)" in result.stdout
     assert "skipped runai" in result.stdout or "| runai" in result.stdout
