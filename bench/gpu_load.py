@@ -144,6 +144,9 @@ def worker(name: str, device_name: str, paths: list[str]) -> dict:
 
     device = torch.device(device_name)
     if device.type == "cuda":
+        device = torch.device(
+            "cuda", device.index if device.index is not None else torch.cuda.current_device()
+        )
         torch.empty(1, device=device)
         torch.cuda.synchronize(device)
     if name == "raw-read":
