@@ -148,6 +148,19 @@ def test_shards_of_a_checkpoint_directory_are_merged_in_order(load, tmp_path: Pa
     assert_same(load(tmp_path / "model"), expected)
 
 
+def test_files_without_data_between_files_with_data(load, tmp_path: Path) -> None:
+    write_safetensors(tmp_path / "m" / "a.safetensors", {"a": ("F32", [3])})
+    write_safetensors(tmp_path / "m" / "b.safetensors", {})
+    write_safetensors(
+        tmp_path / "m" / "c.safetensors", {"c.empty": ("U8", [2, 0])}
+    )  # safetensors orders ties by hash
+    write_safetensors(tmp_path / "m" / "d.safetensors", {"d": ("I32", [5])})
+    expected: dict = {}
+    for shard in sorted((tmp_path / "m").glob("*.safetensors")):
+        expected.update(safetensors_torch.load_file(shard))
+    assert_same(load(tmp_path / "m"), expected)
+
+
 def test_entries_files_and_lists_are_accepted(cache: WeightCache, tmp_path: Path) -> None:
     make_synthetic_model(tmp_path / "image" / "m", total_bytes=64 * 1024, shards=2)
     entry = cache.ensure(tmp_path / "image" / "m")

@@ -118,10 +118,9 @@ class StagedLoad:
 
     def run(self) -> list[list[torch.Tensor]]:
         """Read and copy everything; return each file's tensors in its layout's order."""
-        # One host allocation cut into buffers: pinning memory costs a driver call per allocation.
-        self._free.extend(
-            self.transfer.host_buffer(self.chunk_bytes * self.buffer_count).split(self.chunk_bytes)
-        )
+        if self.buffer_count:  # one allocation cut into buffers: pinning memory is a driver call each
+            host = self.transfer.host_buffer(self.chunk_bytes * self.buffer_count)
+            self._free.extend(host.split(self.chunk_bytes))
         descriptors = [os.open(layout.path, os.O_RDONLY) for layout in self.layouts]
         try:
             with ThreadPoolExecutor(self.threads, thread_name_prefix="weightcache-load") as pool:
