@@ -315,3 +315,9 @@ def test_importing_weightcache_never_imports_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_without_torch_the_error_says_which_extra_to_install() -> None:
+    result = run_python("import sys; sys.modules['torch'] = None\nimport weightcache.torch\n")
+    assert result.returncode != 0
+    assert "weightcache.torch needs torch: pip install 'weightcache[torch]'" in result.stderr

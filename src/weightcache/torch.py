@@ -25,7 +25,10 @@ from __future__ import annotations
 import os
 from functools import partial
 
-import torch
+try:
+    import torch
+except ImportError as exc:  # torch is an optional extra
+    raise ImportError("weightcache.torch needs torch: pip install 'weightcache[torch]'") from exc
 
 from .constants import READ_THREADS
 from .device_copy import StagedLoad, Transfer
