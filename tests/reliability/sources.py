@@ -191,7 +191,7 @@ class _ServerModels:
         urls = {name: self.server.add(f"/{model}/{name}", data) for name, data in files.items()}
         self.files[model] = dict(files)
         hashes = {name: _sha256(data) for name, data in files.items()}
-        return URLSource(urls, sha256=hashes, timeout=HTTP_TEST_TIMEOUT)
+        return URLSource(urls, sha256=hashes, timeout=HTTP_TEST_TIMEOUT, retries=3)
 
     def wire(self, model: str, name: str) -> Wire:
         path, data = f"/{model}/{name}", self.files[model][name]
