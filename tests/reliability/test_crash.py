@@ -33,7 +33,7 @@ from weightcache.refs import Ref
 from weightcache.registry import SourceLike, parse_source
 from weightcache.verify import load_manifest
 
-TRIALS = int(os.environ.get("WEIGHTCACHE_CRASH_TRIALS", "40"))
+TRIALS = int(os.environ.get("WEIGHTCACHE_CRASH_TRIALS", "25"))
 SEED = int(os.environ.get("WEIGHTCACHE_CRASH_SEED", str(time.time_ns() % 1_000_000)))
 REMOVE_POINTS = ["entry-to-trash", "drop-refs", "remove-tree"]
 NEW_ENTRY_POINTS = [point for point in POINTS if point not in ("entry-to-trash", "drop-refs")]
