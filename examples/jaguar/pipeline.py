@@ -101,7 +101,8 @@ class JaguarModel:
         pipeline is dropped, so a failed re-fetch leaves the service as it was, and generation
         goes on while new weights download.
         """
-        ensured = ensured or ensure_weights(self.cache, self.source, force=force)
+        if ensured is None:
+            ensured = ensure_weights(self.cache, self.source, force=force)
         entry = ensured.entry
         with self._lock:
             self._release()
