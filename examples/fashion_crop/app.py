@@ -5,6 +5,7 @@ Deploy from the repository root (``examples`` and ``weightcache`` must be import
     python -m examples.fashion_crop.prepare_weights          # once: the weights to bake in
     modal deploy examples/fashion_crop/app.py
     FASHION_CROP_WEIGHTS=hub modal deploy examples/fashion_crop/app.py   # or: fetch from the Hub
+    EXAMPLES_WEIGHTS_LOADER=library modal deploy examples/fashion_crop/app.py   # transformers' loader
 
 Only Modal lives here; the model code (``pipeline.py``), the weights' sources (``weights.py``)
 and the HTTP API (``server.py``) are plain Python, imported in the container only.
@@ -18,6 +19,7 @@ from pathlib import Path
 import modal
 
 from examples.fashion_crop.weights import BAKED_DIR
+from examples.loading import LOADER_ENV, chosen_loader
 
 APP_NAME = "fashion-crop-api"
 VOLUME_NAME = "fashion-model-weights"
@@ -36,6 +38,10 @@ LOCAL_WEIGHTS = Path(os.environ.get("FASHION_CROP_WEIGHTS_DIR", HERE / "data" / 
 
 if WEIGHTS_MODE not in ("image", "hub"):
     raise SystemExit(f"FASHION_CROP_WEIGHTS is {WEIGHTS_MODE!r}; set it to image or hub")
+try:
+    LOADER = chosen_loader()  # weightcache (default) or library: which reads the weights (../loading.py)
+except ValueError as exc:
+    raise SystemExit(str(exc)) from None
 if modal.is_local() and WEIGHTS_MODE == "image" and not LOCAL_WEIGHTS.is_dir():
     raise SystemExit(
         f"{LOCAL_WEIGHTS} does not exist: run python -m examples.fashion_crop.prepare_weights first, "
@@ -45,7 +51,7 @@ if modal.is_local() and WEIGHTS_MODE == "image" and not LOCAL_WEIGHTS.is_dir():
 image = (
     modal.Image.debian_slim(python_version="3.11")
     .pip_install_from_pyproject(str(HERE.parents[1] / "pyproject.toml"), optional_dependencies=["examples"])
-    .env({"FASHION_CROP_WEIGHTS": WEIGHTS_MODE})
+    .env({"FASHION_CROP_WEIGHTS": WEIGHTS_MODE, LOADER_ENV: LOADER})
 )
 if WEIGHTS_MODE == "image":
     image = image.add_local_dir(LOCAL_WEIGHTS, BAKED_DIR, copy=True)
@@ -69,14 +75,22 @@ class FashionCrop:
 
     @modal.enter()
     def load(self) -> None:
-        """Ensure the weights (a hit on the Volume after the first start) and load the models."""
-        from examples.fashion_crop.server import build_app
-        from examples.fashion_crop.weights import placements_for
+        """Ensure the weights (a hit on the Volume after the first start), then load the models.
+
+        The weights are read into memory in the background while torch and transformers import
+        (seconds), so the load finds them there instead of waiting on the Volume.
+        """
+        from examples.fashion_crop.weights import LINK_DIR, ensure_weights, placements_for
+        from examples.loading import start_prefetch
         from weightcache import WeightCache
         from weightcache.providers.modal_volume import ModalVolumeStore
 
         cache = WeightCache(ModalVolumeStore(volume, CACHE_MOUNT))
-        self.web_app = build_app(cache, placements_for(WEIGHTS_MODE))
+        weights = ensure_weights(cache, placements_for(WEIGHTS_MODE), LINK_DIR)
+        start_prefetch([weights.detector_dir, weights.segmenter_dir])
+        from examples.fashion_crop.server import serve_weights  # imports torch and transformers
+
+        self.web_app = serve_weights(weights)
 
     @modal.asgi_app()
     def web(self):

@@ -19,9 +19,12 @@ from transformers import (
     AutoProcessor,
     GroundingDinoForObjectDetection,
     GroundingDinoProcessor,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
     Sam2Model,
 )
+
+from examples.loading import load_transformers_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,7 +54,8 @@ class FashionCropper:
     """GroundingDINO (text-prompted boxes) followed by SAM-2 (a mask per box).
 
     ``FashionCropper.load(detector_dir, segmenter_dir)`` loads both from local directories in
-    transformers' layout (``config.json``, ``model.safetensors``, processor files).
+    transformers' layout (``config.json``, ``model.safetensors``, processor files). ``loaders``
+    says which loader read each model's weights: ``weightcache`` or ``library``.
     """
 
     def __init__(
@@ -60,11 +64,13 @@ class FashionCropper:
         detector: GroundingDinoForObjectDetection,
         segmenter: Sam2Model,
         device: str,
+        loaders: dict[str, str] | None = None,
     ) -> None:
         self.processor = processor
         self.detector = detector
         self.segmenter = segmenter
         self.device = device
+        self.loaders = loaders or {}
 
     @classmethod
     def load(
@@ -73,12 +79,18 @@ class FashionCropper:
         segmenter_dir: str | os.PathLike[str],
         device: str | None = None,
     ) -> FashionCropper:
-        """Load both models from local directories (nothing is downloaded)."""
+        """Load both models from local directories (nothing is downloaded).
+
+        Their weights go straight to ``device`` through ``weightcache.torch.load_safetensors``
+        (``examples/loading.py``), or through transformers when ``EXAMPLES_WEIGHTS_LOADER=library``
+        or the layout is not the expected one.
+        """
         device = device or default_device()
         processor = AutoProcessor.from_pretrained(Path(detector_dir), local_files_only=True)
-        detector = GroundingDinoForObjectDetection.from_pretrained(Path(detector_dir), local_files_only=True)
-        segmenter = Sam2Model.from_pretrained(Path(segmenter_dir), local_files_only=True)
-        return cls(processor, detector.to(device).eval(), segmenter.to(device).eval(), device)
+        detector, detector_loader = load_model(GroundingDinoForObjectDetection, Path(detector_dir), device)
+        segmenter, segmenter_loader = load_model(Sam2Model, Path(segmenter_dir), device)
+        loaders = {"detector": detector_loader, "segmenter": segmenter_loader}
+        return cls(processor, detector.to(device).eval(), segmenter.to(device).eval(), device, loaders)
 
     def crop(
         self, image: Image.Image, categories: list[str], *, box_threshold: float = 0.35, max_items: int = 10
@@ -126,6 +138,15 @@ class FashionCropper:
         low_res = outputs.pred_masks[0, :, :1].float()  # (boxes, 1, h, w) logits
         masks = F.interpolate(low_res, (height, width), mode="bilinear", align_corners=False)[:, 0] > 0
         return masks.cpu().numpy()
+
+
+def load_model(model_class: type[PreTrainedModel], folder: Path, device: str) -> tuple[PreTrainedModel, str]:
+    """One model from ``folder`` and the loader that read it: ``weightcache`` onto ``device``,
+    else ``library`` (transformers' ``from_pretrained``, on the CPU; the caller moves it)."""
+    model = load_transformers_model(model_class, folder, device)
+    if model is not None:
+        return model, "weightcache"
+    return model_class.from_pretrained(folder, local_files_only=True), "library"
 
 
 def grounding_prompt(categories: list[str]) -> tuple[str, list[tuple[int, int]]]:

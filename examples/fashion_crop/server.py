@@ -33,12 +33,14 @@ class Limits:
 
 
 class WeightsInfo(BaseModel):
-    """Where the weights came from at start-up, which versions, and how long it took."""
+    """Where the weights came from at start-up, which versions, how long it took, and which loader
+    read each model (``weightcache`` or ``library``)."""
 
     origin: str
     versions: dict[str, str]
     weights_seconds: float
     load_seconds: float
+    loaders: dict[str, str]
 
 
 class Health(BaseModel):
@@ -76,7 +78,11 @@ def build_app(
     limits: Limits | None = None,
 ) -> FastAPI:
     """What a container does at start: ensure the weights, load both models, build the app."""
-    weights = ensure_weights(cache, placements, link_to)
+    return serve_weights(ensure_weights(cache, placements, link_to), device=device, limits=limits)
+
+
+def serve_weights(weights: Weights, *, device: str | None = None, limits: Limits | None = None) -> FastAPI:
+    """Load both models from ``weights`` (already ensured) and build the app."""
     started = time.perf_counter()
     cropper = FashionCropper.load(weights.detector_dir, weights.segmenter_dir, device)
     return create_app(cropper, weights, load_seconds=time.perf_counter() - started, limits=limits)
@@ -96,6 +102,7 @@ def create_app(
             versions=weights.versions,
             weights_seconds=round(weights.seconds, 3),
             load_seconds=round(load_seconds, 3),
+            loaders=cropper.loaders,
         ),
     )
 

@@ -8,6 +8,9 @@ The first container fetches the model (about 34 GB) from the Hugging Face Hub on
 later ones find it there. Pre-populate the Volume from your machine with ``weightcache push``
 (see README.md) so that no container ever waits for the download. Only Modal lives here; the
 model code (``pipeline.py``) and the HTTP API (``server.py``) are plain Python.
+
+``EXAMPLES_WEIGHTS_LOADER=library modal deploy examples/jaguar/app.py`` loads the transformer with
+diffusers' own loader instead of weightcache's, to compare (``../loading.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import modal
+
+from examples.loading import LOADER_ENV, chosen_loader
 
 APP_NAME = "shuttle-jaguar"
 VOLUME_NAME = "jaguar-model-weights"
@@ -27,10 +32,15 @@ MIN_CONTAINERS = 0
 SCALEDOWN_WINDOW = 60
 
 HERE = Path(__file__).resolve().parent
+try:
+    LOADER = chosen_loader()  # weightcache (default) or library: which reads the transformer (../loading.py)
+except ValueError as exc:
+    raise SystemExit(str(exc)) from None
 
 image = (
     modal.Image.debian_slim(python_version="3.11")
     .pip_install_from_pyproject(str(HERE.parents[1] / "pyproject.toml"), optional_dependencies=["examples"])
+    .env({LOADER_ENV: LOADER})  # read at deploy time; the container agrees
     .add_local_python_source("weightcache", "examples")
 )
 app = modal.App(APP_NAME, image=image)
@@ -51,15 +61,24 @@ class JaguarService:
 
     @modal.enter()
     def load(self) -> None:
-        """Ensure the weights (a hit on the Volume after the first start) and load the pipeline."""
-        from examples.jaguar.pipeline import JaguarModel
-        from examples.jaguar.server import create_app
-        from examples.jaguar.weights import jaguar_source
+        """Ensure the weights (a hit on the Volume after the first start), then load the pipeline.
+
+        The files are read into memory in the background, the transformer first, while torch and
+        diffusers import (seconds), so the load finds them there instead of waiting on the Volume.
+        """
+        from examples.jaguar.weights import ensure_weights, jaguar_source
+        from examples.loading import start_prefetch
         from weightcache import WeightCache
         from weightcache.providers.modal_volume import ModalVolumeStore
 
-        model = JaguarModel(WeightCache(ModalVolumeStore(volume, CACHE_MOUNT)), jaguar_source())
-        model.load()
+        cache, source = WeightCache(ModalVolumeStore(volume, CACHE_MOUNT)), jaguar_source()
+        ensured = ensure_weights(cache, source)
+        start_prefetch([ensured.entry.path / "transformer", ensured.entry])
+        from examples.jaguar.pipeline import JaguarModel  # imports torch and diffusers
+        from examples.jaguar.server import create_app
+
+        model = JaguarModel(cache, source)
+        model.load(ensured)
         self.web_app = create_app(model)
 
     @modal.asgi_app()

@@ -3,6 +3,8 @@
 Plain Python that runs anywhere torch does: no Modal, no HTTP. ``JaguarModel`` fetches the
 weights with ``cache.ensure(source)`` (a hit on the volume costs a manifest read and a stat per
 file), loads the pipeline in bf16, generates images, and can re-fetch and reload on demand.
+The transformer (about 24 of the 34 GB) is read by ``weightcache.torch.load_safetensors``
+straight onto the GPU (``examples/loading.py``); diffusers loads the other components.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import random
 import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
-from diffusers import FluxPipeline
+from diffusers import FluxPipeline, FluxTransformer2DModel
 from PIL import Image
 
+from examples.loading import load_diffusers_model
 from weightcache import Source, WeightCache
+
+from .weights import EnsuredWeights, ensure_weights
 
 ORIGIN_BY_SCHEME = {"hf": "huggingface", "dir": "image"}
 MAX_SEQUENCE_LENGTH = 256  # T5 prompt tokens, as the seed app used
@@ -38,7 +44,8 @@ class GenerateParams:
 @dataclass(frozen=True)
 class ModelInfo:
     """What is loaded: ``source`` is ``"volume"`` when the weights were already cached there,
-    else where they were fetched from (``"huggingface"``); ``revision`` is the version cached."""
+    else where they were fetched from (``"huggingface"``); ``revision`` is the version cached;
+    ``loader`` is what read the transformer's weights (``"weightcache"`` or ``"library"``)."""
 
     model: str
     source: str
@@ -47,6 +54,7 @@ class ModelInfo:
     load_seconds: float
     device: str
     dtype: str
+    loader: str
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready dict."""
@@ -85,29 +93,33 @@ class JaguarModel:
         with self._lock:
             return self._loaded().vae_scale_factor * 2
 
-    def load(self, *, force: bool = False) -> ModelInfo:
+    def load(self, ensured: EnsuredWeights | None = None, *, force: bool = False) -> ModelInfo:
         """Ensure the weights are cached (re-fetching them with ``force``), then (re)load the pipeline.
 
-        The fetch runs before the old pipeline is dropped, so a failed re-fetch leaves the
-        service as it was, and generation goes on while new weights download.
+        ``ensured`` is the result of an ``ensure_weights`` the caller already ran (the container
+        does, to start reading the files before importing torch). The fetch runs before the old
+        pipeline is dropped, so a failed re-fetch leaves the service as it was, and generation
+        goes on while new weights download.
         """
-        started = time.perf_counter()
-        entry = self.cache.ensure(self.source, force=force, refresh=force)
-        fetched = time.perf_counter()
+        if ensured is None:
+            ensured = ensure_weights(self.cache, self.source, force=force)
+        entry = ensured.entry
         with self._lock:
             self._release()
-            pipeline = FluxPipeline.from_pretrained(entry.path, dtype=self.dtype, local_files_only=True)
-            self._pipeline = pipeline.to(self.device)
+            started = time.perf_counter()
+            pipeline, loader = load_pipeline(entry.path, self.device, self.dtype)
+            self._pipeline = pipeline
             self._info = ModelInfo(
                 model=self.source.uri,
                 source="volume"
                 if entry.hit
                 else ORIGIN_BY_SCHEME.get(self.source.scheme, self.source.scheme),
                 revision=entry.version,
-                weights_seconds=round(fetched - started, 3),
-                load_seconds=round(time.perf_counter() - fetched, 3),
+                weights_seconds=round(ensured.seconds, 3),
+                load_seconds=round(time.perf_counter() - started, 3),
                 device=self.device,
                 dtype=str(self.dtype).removeprefix("torch."),
+                loader=loader,
             )
             return self._info
 
@@ -137,3 +149,18 @@ class JaguarModel:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def load_pipeline(path: Path, device: str, dtype: torch.dtype) -> tuple[FluxPipeline, str]:
+    """The pipeline at ``path`` on ``device`` in ``dtype``, and what loaded its transformer.
+
+    ``weightcache``: the transformer was read onto ``device`` by ``load_safetensors`` and handed
+    to ``FluxPipeline.from_pretrained``, which loads the rest. ``library``: diffusers loaded it all
+    (chosen with ``EXAMPLES_WEIGHTS_LOADER=library``, or the layout was unexpected; logged).
+    """
+    transformer = load_diffusers_model(FluxTransformer2DModel, path / "transformer", device, dtype)
+    if transformer is None:
+        pipeline = FluxPipeline.from_pretrained(path, dtype=dtype, local_files_only=True)
+        return pipeline.to(device), "library"
+    pipeline = FluxPipeline.from_pretrained(path, transformer=transformer, dtype=dtype, local_files_only=True)
+    return pipeline.to(device), "weightcache"

@@ -61,7 +61,10 @@ def run(
     from_volume = model["source"] == "volume"
     print(f"model {model['model']} @ {model['revision']} on {model['device']}")
     print(f"loaded from the volume: {'yes' if from_volume else 'no, fetched from ' + model['source']}")
-    print(f"start-up: weights {model['weights_seconds']:.2f} s, pipeline {model['load_seconds']:.2f} s")
+    print(
+        f"start-up: weights {model['weights_seconds']:.2f} s, pipeline {model['load_seconds']:.2f} s "
+        f"(transformer loader: {model.get('loader', 'library')})"
+    )
     body = {"prompt": prompt, "width": width, "height": height, "seed": seed}
     started = time.perf_counter()
     response = http.post("/generate", json={key: value for key, value in body.items() if value is not None})

@@ -6,6 +6,10 @@ fetching only ``model_index.json`` and the component folders keeps the Volume to
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
+from weightcache import Entry, Source, WeightCache
 from weightcache.providers.hf import HFSource
 
 REPO = "shuttleai/shuttle-jaguar"
@@ -27,3 +31,18 @@ DIFFUSERS_FILES = (
 def jaguar_source(endpoint: str | None = None) -> HFSource:
     """shuttle-jaguar at ``REVISION``, diffusers files only; ``endpoint`` points at a mirror or a fake Hub."""
     return HFSource(REPO, REVISION, allow_patterns=list(DIFFUSERS_FILES), endpoint=endpoint)
+
+
+@dataclass(frozen=True)
+class EnsuredWeights:
+    """The cached entry and how long ``ensure`` took (a manifest read and stats on a hit)."""
+
+    entry: Entry
+    seconds: float
+
+
+def ensure_weights(cache: WeightCache, source: Source, *, force: bool = False) -> EnsuredWeights:
+    """Make ``source`` available in ``cache``; ``force`` re-fetches it (resolving a branch again)."""
+    started = time.perf_counter()
+    entry = cache.ensure(source, force=force, refresh=force)
+    return EnsuredWeights(entry, time.perf_counter() - started)

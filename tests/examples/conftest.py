@@ -17,7 +17,18 @@ import pytest
 from .extras import MISSING_MODULES
 
 if MISSING_MODULES:
-    collect_ignore_glob = ["test_fashion_crop.py", "test_jaguar.py", "test_on_modal_volume.py"]
+    collect_ignore_glob = [
+        "test_fashion_crop.py",
+        "test_jaguar.py",
+        "test_loading.py",
+        "test_on_modal_volume.py",
+    ]
+
+
+@pytest.fixture(autouse=True)
+def default_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The apps' default weights loader (weightcache), whatever the shell running the tests set."""
+    monkeypatch.delenv("EXAMPLES_WEIGHTS_LOADER", raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -50,6 +50,7 @@ def test_first_container_promotes_baked_weights_and_later_ones_use_the_volume(
     assert first["status"] == "ok"
     assert first["weights"]["origin"] == "image"
     assert later["weights"]["origin"] == "volume"
+    assert later["weights"]["loaders"] == {"detector": "weightcache", "segmenter": "weightcache"}
     assert later["weights"]["versions"] == first["weights"]["versions"]
     assert list(first["weights"]["versions"]) == [f"dir://{baked_weights}"]
     linked = tmp_path / "c2/weights/sam2.1-hiera-large/model.safetensors"

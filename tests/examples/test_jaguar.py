@@ -62,7 +62,7 @@ def test_first_start_fetches_only_the_diffusers_files_and_later_starts_use_the_v
     assert hub.count() == requests_after_first  # a warm start asks the Hub nothing
     assert later["revision"] == first["revision"] == hub_sha(hub)
     assert later["model"] == source.uri
-    assert (later["device"], later["dtype"]) == (DEVICE, JAGUAR_DTYPE)
+    assert (later["device"], later["dtype"], later["loader"]) == (DEVICE, JAGUAR_DTYPE, "weightcache")
     cached = WeightCache(LocalStore(tmp_path / "volume")).ensure(source)
     assert sorted(record.path for record in cached.manifest.files) == sorted(tree_files(flux_weights))
 

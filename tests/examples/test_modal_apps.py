@@ -76,6 +76,10 @@ def test_fashion_crop_hub_mode_needs_no_local_weights() -> None:
     [
         ({"FASHION_CROP_WEIGHTS_DIR": "/nonexistent"}, "/nonexistent does not exist: run"),
         ({"FASHION_CROP_WEIGHTS": "s3"}, "FASHION_CROP_WEIGHTS is 's3'; set it to image or hub"),
+        (
+            {"FASHION_CROP_WEIGHTS": "hub", "EXAMPLES_WEIGHTS_LOADER": "fast"},
+            "EXAMPLES_WEIGHTS_LOADER is 'fast'; set it to weightcache or library",
+        ),
     ],
 )
 def test_fashion_crop_deploy_stops_with_one_line_when_misconfigured(env: dict[str, str], says: str) -> None:
@@ -103,6 +107,20 @@ def test_jaguar_app_declares_gpu_volume_and_web_endpoint() -> None:
         "min_containers": 0,
         "scaledown_window": 60,
     }
+
+
+def test_jaguar_deploy_stops_with_one_line_for_an_unknown_loader() -> None:
+    done = run_python(
+        "import os; os.environ['EXAMPLES_WEIGHTS_LOADER'] = 'fast'\n" + INSPECT,
+        str(REPO),
+        str(REPO / "examples/jaguar/app.py"),
+        "JaguarService",
+    )
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "EXAMPLES_WEIGHTS_LOADER is 'fast'; set it to weightcache or library"
+    )
 
 
 def test_readmes_push_exactly_the_sources_the_apps_ensure() -> None:
