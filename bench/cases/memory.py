@@ -1,0 +1,101 @@
+"""Case 6: peak memory of a populate and of a warm check, each in a fresh process."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+from .. import units
+from ..child import ChildResult, measure_in_child
+from ..harness import Case, CaseResult, Context, Goal, Table
+
+LIMIT_BYTES = 256 * 10**6
+WARM_FILES = 1000
+
+
+@dataclass(frozen=True)
+class Served:
+    """A source ready to populate from: its URI, and environment variables the child needs to reach it."""
+
+    uri: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+#: A source kind: given the run and a model size, serve that model and yield how to reach it.
+SourceKind = Callable[[Context, int], AbstractContextManager[Served]]
+
+
+@contextlib.contextmanager
+def _image_dir(ctx: Context, total_bytes: int) -> Iterator[Served]:
+    yield Served(f"dir://{ctx.data.model_dir(total_bytes)}")
+
+
+SOURCE_KINDS: dict[str, SourceKind] = {"dir://": _image_dir}
+
+
+def run(ctx: Context) -> CaseResult:
+    """Measure a bare import, populates of a small and a large model per source kind, and a warm check."""
+    large = ctx.settings.model_bytes
+    sizes = (large // 8, large)
+    rows: list[tuple[str, ChildResult]] = []
+    ctx.say("case 6: baseline")
+    baseline = measure_in_child("baseline")
+    rows.append(("import weightcache (baseline)", baseline))
+    populates: list[ChildResult] = []
+    for kind, serve in SOURCE_KINDS.items():
+        for total in sizes:
+            ctx.say(f"case 6: populate {kind} {units.size(total)}")
+            with serve(ctx, total) as served:
+                store = ctx.scratch("memory-store")
+                result = measure_in_child("populate", served.uri, str(store), env=served.env)
+            populates.append(result)
+            rows.append((f"populate {kind}, {units.size(total)}", result))
+    files = ctx.data.file_set(WARM_FILES)
+    ctx.say(f"case 6: warm check, {WARM_FILES:,} files")
+    warm = measure_in_child("warm", files.source_uri, str(files.store_dir))
+    rows.append((f"warm ensure(dir://…), {WARM_FILES:,} files", warm))
+    table = Table("Peak RSS of one fresh process", ["process", "peak RSS", "above baseline", "wall time"])
+    for label, result in rows:
+        above = (result.peak_rss_bytes - baseline.peak_rss_bytes) / 1e6
+        table.rows.append(
+            [label, _mb(result.peak_rss_bytes), f"{round(above):+d} MB", units.duration(result.seconds)]
+        )
+    return CaseResult(
+        measures=(
+            "Peak resident memory (`VmHWM`) of a fresh Python process that imports weightcache and "
+            "makes one `ensure()` call: a populate into an empty store, or a hit."
+        ),
+        floor=None,
+        conditions=[
+            "Each measurement is its own process, so nothing else the run did is counted; the baseline "
+            "row is the interpreter plus `import weightcache`.",
+            "Page cache is not resident memory: file data read or written does not count here.",
+            f"Two model sizes, {units.size(sizes[0])} and {units.size(sizes[1])}: "
+            "the peak must not grow with size.",
+        ],
+        tables=[table],
+        goals=[_goal(populates, warm, len(sizes))],
+    )
+
+
+def _mb(nbytes: int) -> str:
+    return f"{nbytes / 1e6:.0f} MB"
+
+
+def _goal(populates: list[ChildResult], warm: ChildResult, per_kind: int) -> Goal:
+    peaks = [result.peak_rss_bytes for result in [*populates, warm]]
+    growth = [
+        populates[index + per_kind - 1].peak_rss_bytes - populates[index].peak_rss_bytes
+        for index in range(0, len(populates), per_kind)
+    ]
+    return Goal(
+        "peak RSS under 256 MB for any size",
+        max(peaks) < LIMIT_BYTES,
+        f"highest peak {_mb(max(peaks))}; from the small to the large model the peak changed by "
+        + ", ".join(f"{round(delta / 1e6):+d} MB" for delta in growth),
+    )
+
+
+CASE = Case(6, "Memory", run)
