@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from rich.console import Console
 
-from . import machine
+from . import machine, units
 from .cases import CASES, NOT_YET
 from .child import REPO_ROOT
 from .datasets import Datasets
-from .harness import CaseResult, Context, Settings
+from .harness import GIB, Case, CaseResult, Context, Settings
 from .report import RunReport, markdown, print_case
 
 
@@ -23,7 +24,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="tiny data, one run each (CI): checks the harness"
     )
     parser.add_argument(
-        "--size-gib", type=float, default=2.0, help="model size for cases 2, 5, 6 (default 2)"
+        "--size-gib", type=float, default=4.0, help="model size for cases 2, 5, 6 (default 4)"
     )
     parser.add_argument(
         "--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md", help="where to write the report"
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     wanted = {int(number) for number in args.cases.split(",")} if args.cases else None
     cases = [case for case in CASES if wanted is None or case.number in wanted]
     args.data_dir.mkdir(parents=True, exist_ok=True)
+    _check_free_space(args.data_dir, settings)
     data = Datasets(
         Path(tempfile.mkdtemp(prefix="run-", dir=args.data_dir)), small_file_bytes=settings.small_file_bytes
     )
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         machine.load_average(),
         time.perf_counter(),
     )
-    results: list[tuple[object, CaseResult]] = []
+    results: list[tuple[Case, CaseResult]] = []
     try:
         for case in cases:
             result = case.run(context)
@@ -80,6 +82,17 @@ def main(argv: list[str] | None = None) -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(markdown(report))
     err.log(f"wrote {args.output}")
+
+
+def _check_free_space(data_dir: Path, settings: Settings) -> None:
+    # At most: the model, its cached entry, one copy being measured, and the small model of case 6.
+    needed = 3 * settings.model_bytes + settings.model_bytes // 8 + GIB
+    free = shutil.disk_usage(data_dir).free
+    if free < needed:
+        raise SystemExit(
+            f"{data_dir} has {units.size(free)} free but the run needs about {units.size(needed)}; "
+            "free space there, pass another --data-dir, or a smaller --size-gib"
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -47,9 +48,10 @@ def run(ctx: Context) -> CaseResult:
     for kind, serve in SOURCE_KINDS.items():
         for total in sizes:
             ctx.say(f"case 6: populate {kind} {units.size(total)}")
+            store = ctx.scratch("memory-store")
             with serve(ctx, total) as served:
-                store = ctx.scratch("memory-store")
                 result = measure_in_child("populate", served.uri, str(store), env=served.env)
+            shutil.rmtree(store)
             populates.append(result)
             rows.append((f"populate {kind}, {units.size(total)}", result))
     files = ctx.data.file_set(WARM_FILES)
