@@ -33,9 +33,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--data-dir",
         type=Path,
         default=REPO_ROOT / ".bench-data",
-        help="where test data is written (a fresh subdirectory, removed at the end); use a real disk",
+        help="where test data is written (in a fresh subdirectory, removed at the end); use a real disk",
     )
-    parser.add_argument("--keep-data", action="store_true", help="leave the test data in place")
     parser.add_argument("--cases", help="comma-separated case numbers to run (default: all)")
     parser.add_argument("--no-cold", action="store_true", help="do not drop the page cache for cold rows")
     parser.add_argument("--note", help="a line shown at the top of the report (e.g. why it is not final)")
@@ -46,8 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the selected cases, then write the report to ``--output``."""
     args = _arguments(argv)
     settings = Settings.quick_run() if args.quick else Settings.full(args.size_gib, cold=not args.no_cold)
-    wanted = {int(number) for number in args.cases.split(",")} if args.cases else None
-    cases = [case for case in CASES if wanted is None or case.number in wanted]
+    cases = _selected(args.cases)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     _check_free_space(args.data_dir, settings)
     data = Datasets(
@@ -67,8 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             print_case(out, case, result)
             results.append((case, result))
     finally:
-        if not args.keep_data:
-            data.remove()
+        data.remove()
     report = RunReport(
         settings=settings,
         machine=machine_rows,
@@ -82,6 +79,18 @@ def main(argv: list[str] | None = None) -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(markdown(report))
     err.log(f"wrote {args.output}")
+
+
+def _selected(numbers: str | None) -> list[Case]:
+    if numbers is None:
+        return CASES
+    wanted = {number.strip() for number in numbers.split(",")}
+    known = {str(case.number) for case in CASES}
+    if not wanted <= known:
+        raise SystemExit(
+            f"--cases: no case {', '.join(sorted(wanted - known))}; the cases are {', '.join(sorted(known))}"
+        )
+    return [case for case in CASES if str(case.number) in wanted]
 
 
 def _check_free_space(data_dir: Path, settings: Settings) -> None:
