@@ -47,8 +47,11 @@ def test_modules_are_small_and_public_names_documented(module: Path) -> None:
 
 
 def _is_nested(node: ast.AST, tree: ast.Module) -> bool:
-    # Functions defined inside functions are implementation details, not public API.
-    functions = [
-        parent for parent in ast.walk(tree) if isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef)
+    # Functions inside functions, and members of private classes, are implementation details.
+    hidden = [
+        parent
+        for parent in ast.walk(tree)
+        if isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef)
+        or (isinstance(parent, ast.ClassDef) and parent.name.startswith("_"))
     ]
-    return any(parent is not node and node in ast.walk(parent) for parent in functions)
+    return any(parent is not node and node in ast.walk(parent) for parent in hidden)

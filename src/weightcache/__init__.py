@@ -19,6 +19,7 @@ from .errors import (
     EmptySourceError,
     EntryNotFoundError,
     IntegrityError,
+    InvalidSourceError,
     LinkError,
     LockTimeoutError,
     ManifestError,
@@ -41,6 +42,7 @@ from .progress import ProgressEvent
 from .providers.base import Source, Store
 from .providers.image_dir import ImageDirSource
 from .providers.local_store import LocalStore
+from .providers.modal_volume import LeaseSettings, ModalVolumeStore
 from .registry import parse_source, register_source
 from .verify import VerifyReport
 
@@ -54,11 +56,14 @@ __all__ = [
     "GcReport",
     "ImageDirSource",
     "IntegrityError",
+    "InvalidSourceError",
+    "LeaseSettings",
     "LinkError",
     "LocalStore",
     "LockTimeoutError",
     "Manifest",
     "ManifestError",
+    "ModalVolumeStore",
     "ProgressEvent",
     "SizeMismatchError",
     "Source",

@@ -15,6 +15,7 @@ from .gc import GcReport, collect_garbage, remove_entry_dir
 from .layout import entry_key, is_valid_key
 from .linking import LinkMode, link_entry
 from .manifest import Manifest
+from .outdated import UpdateCheck, check_for_updates
 from .populate import populate
 from .progress import ProgressCallback
 from .providers.base import Source, Store
@@ -140,6 +141,13 @@ class WeightCache:
         manifests = [m for m in (load_manifest(self.store.layout, key) for key in keys) if m is not None]
         manifests.sort(key=lambda m: (m.source, -m.created_at.timestamp()))
         return [self._entry(manifest, hit=True) for manifest in manifests]
+
+    def outdated(self) -> list[UpdateCheck]:
+        """Ask the source of every cached branch or unpinned URL for its version now; see :mod:`.outdated`.
+
+        Warm ``ensure()`` calls never ask; this does. Move an outdated one with ``ensure(..., refresh=True)``.
+        """
+        return check_for_updates(self.store)
 
     def verify(self, entry: Entry | str, *, deep: bool = False) -> VerifyReport:
         """Check one entry: stat every file; with ``deep``, rehash every file and compare."""

@@ -18,6 +18,9 @@ LEASE_SECONDS = 60.0
 #: small enough that a pool of copy threads stays well under 256 MB).
 CHUNK_BYTES = 8 * 1024 * 1024
 
+#: Largest manifest read from a Volume or an archive (a v1 Volume's 500,000 files need about 100 MB).
+MAX_MANIFEST_BYTES = 128 * 1024 * 1024
+
 #: Threads copying or hashing files of one entry at once.
 IO_THREADS = min(8, 2 * (os.cpu_count() or 1))
 
@@ -28,3 +31,29 @@ def default_store_root() -> Path:
     if configured:
         return Path(configured).expanduser()
     return Path.home() / ".cache" / "weightcache"
+
+
+#: Environment variable huggingface_hub reads a Hub token from (named in error messages).
+ENV_HF_TOKEN = "HF_TOKEN"
+
+#: Parallel connections one HTTP download uses when the server accepts byte ranges.
+HTTP_CONNECTIONS = 8
+
+#: Size of one byte range of a parallel HTTP download (parts are fetched in order, so the
+#: follower hash trails the download by about HTTP_CONNECTIONS parts).
+HTTP_PART_BYTES = 32 * 1024 * 1024
+
+#: Seconds to wait for a connection, or for the next bytes of a response, before retrying.
+HTTP_TIMEOUT_SECONDS = 30.0
+
+#: Retries of one request that makes no progress (5xx, timeouts, dropped connections).
+HTTP_RETRIES = 5
+
+#: First retry delay in seconds; it doubles per retry up to HTTP_BACKOFF_MAX_SECONDS.
+HTTP_BACKOFF_SECONDS = 0.25
+HTTP_BACKOFF_MAX_SECONDS = 8.0
+
+
+def hf_endpoint() -> str | None:
+    """The Hub endpoint set in ``HF_ENDPOINT``, read when a source is made (``None``: the public Hub)."""
+    return os.environ.get("HF_ENDPOINT") or None

@@ -23,6 +23,10 @@ class UnknownSchemeError(SourceError, ValueError):
     """A source URI uses a scheme no registered source handles."""
 
 
+class InvalidSourceError(SourceError, ValueError):
+    """A source URI or argument is malformed (a bad repo id, an unknown URI parameter, a bad hash)."""
+
+
 class SourceNotFoundError(SourceError):
     """The source does not exist (a missing directory, repository, revision or URL)."""
 

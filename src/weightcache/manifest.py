@@ -110,15 +110,22 @@ def read_manifest(path: Path) -> Manifest:
     Raises :class:`FileNotFoundError` when it is absent and :class:`ManifestError` when it
     is truncated, not JSON, or inconsistent: such a directory is not an entry.
     """
-    data = path.read_bytes()
+    return parse_manifest(path.read_bytes(), where=str(path))
+
+
+def parse_manifest(data: bytes, *, where: str) -> Manifest:
+    """Validate manifest JSON read from anywhere (a file, a Modal Volume, an archive).
+
+    ``where`` names its origin in the :class:`ManifestError` raised when it is invalid.
+    """
     try:
         return Manifest.model_validate_json(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "document"
-        raise ManifestError(f"manifest {path} is invalid at {where}: {first['msg']}") from exc
+        location = ".".join(str(part) for part in first.get("loc", ())) or "document"
+        raise ManifestError(f"manifest {where} is invalid at {location}: {first['msg']}") from exc
     except (ValueError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"manifest {path} is not valid JSON: {exc}") from exc
+        raise ManifestError(f"manifest {where} is not valid JSON: {exc}") from exc
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:

@@ -15,6 +15,9 @@ from .providers.base import Source
 #: scheme -> "module:Class" (each class has a ``from_uri`` classmethod).
 _SOURCES: dict[str, str] = {
     "dir": "weightcache.providers.image_dir:ImageDirSource",
+    "hf": "weightcache.providers.hf:HFSource",
+    "http": "weightcache.providers.url:URLSource",
+    "https": "weightcache.providers.url:URLSource",
 }
 
 _FACTORIES: dict[str, Callable[[str], Source]] = {}

@@ -7,17 +7,21 @@ file is in and checked does the cache rename the staging directory into place.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 from .errors import SourceError, StoreFullError
-from .fsutil import safe_relpath
+from .fsutil import remove_tree, safe_relpath
 from .hashing import Digests, HashingWriter, hash_file, iter_file_chunks
 from .manifest import FileRecord
 from .progress import ProgressCallback, ProgressEvent, emit
+from .ranged import RangedWriter
 
 
 class Staging:
@@ -83,11 +87,44 @@ class Staging:
         with HashingWriter(self.path_for(relpath), sha256=sha256 is not None) as writer:
             for chunk in chunks:
                 writer.write(chunk)
-                emit(
-                    self._progress, ProgressEvent("advance", path=relpath, nbytes=len(chunk), file_size=size)
-                )
+                self.report_bytes(relpath, len(chunk), file_size=size)
             digests = writer.close()
         return self._record(relpath, digests, size=size, sha256=sha256)
+
+    @contextlib.contextmanager
+    def write_ranges(self, name: str, *, size: int, sha256: str | None = None) -> Iterator[RangedWriter]:
+        """Write file ``name`` of ``size`` bytes in byte ranges, from many threads, in any order.
+
+        Yields a :class:`~weightcache.ranged.RangedWriter`; it hashes the file while it fills.
+        When the block ends the file is checked against ``sha256`` and recorded, as with
+        :meth:`write_stream`; an exception in the block discards it.
+        """
+        relpath = safe_relpath(name)
+        on_write = partial(self.report_bytes, relpath, file_size=size)
+        with RangedWriter(
+            self.path_for(relpath), size, sha256=sha256 is not None, on_write=on_write
+        ) as writer:
+            yield writer
+            digests = writer.close()
+        self._record(relpath, digests, size=size, sha256=sha256)
+
+    @contextlib.contextmanager
+    def scratch_dir(self) -> Iterator[Path]:
+        """A private directory on the store's filesystem for a downloader's own temporary files.
+
+        For third-party downloaders that keep metadata next to what they download: move the
+        finished files to :meth:`path_for` and :meth:`adopt` them. The directory and whatever is
+        left in it are removed when the block ends; nothing in it is ever published.
+        """
+        scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=self.directory))
+        try:
+            yield scratch
+        finally:
+            remove_tree(scratch)
+
+    def report_bytes(self, name: str, nbytes: int, *, file_size: int | None = None) -> None:
+        """Report that ``nbytes`` more of ``name`` arrived, for a downloader writing at :meth:`path_for`."""
+        emit(self._progress, ProgressEvent("advance", path=name, nbytes=nbytes, file_size=file_size))
 
     def copy_file(self, src: Path, name: str, *, size: int | None = None) -> FileRecord:
         """Copy a local file into staging in one pass (read, hash, write)."""

@@ -1,6 +1,10 @@
 """The ``weightcache`` command line (typer + rich)."""
 
-from . import commands  # noqa: F401  (registers the core commands)
+from . import (
+    commands,  # noqa: F401  (registers the core commands)
+    modal_commands,  # noqa: F401  (registers push, pull, export, import)
+    source_commands,  # noqa: F401  (registers outdated)
+)
 from .app import app, main
 
 __all__ = ["app", "main"]

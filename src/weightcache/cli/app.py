@@ -33,11 +33,16 @@ app = typer.Typer(
 StoreOpt = Annotated[
     Path | None,
     typer.Option(
-        "--store", help=f"Store directory [default: ${ENV_HOME} or ~/.cache/weightcache].", show_default=False
+        "--store",
+        help=f"Store directory (default: ${ENV_HOME}, else ~/.cache/weightcache).",
+        show_default=False,
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
+ModalVolumeOpt = Annotated[
+    str | None, typer.Option("--modal-volume", help="Work on this Modal Volume, not the local store.")
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from ..layout import is_valid_key
 from ..linking import LINK_MODES
-from .app import DebugOpt, JsonOpt, StoreOpt, command, open_cache
+from .app import DebugOpt, JsonOpt, ModalVolumeOpt, StoreOpt, command, open_cache
 from .progress import RichProgress
 from .render import (
     EntryInfo,
@@ -81,9 +81,19 @@ def ensure(
 
 
 @command("ls")
-def list_entries(store: StoreOpt = None, json: JsonOpt = False, debug: DebugOpt = False) -> None:
-    """List the entries in the store."""
-    entries = open_cache(store).list()
+def list_entries(
+    store: StoreOpt = None,
+    modal_volume: ModalVolumeOpt = None,
+    json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List the entries in the store (or on a Modal Volume)."""
+    if modal_volume:
+        from .modal_commands import remote_entries  # imported here so the core commands are listed first
+
+        entries = remote_entries(modal_volume)
+    else:
+        entries = open_cache(store).list()
     if json:
         print_json([EntryInfo.of(entry) for entry in entries])
     elif entries:
@@ -125,12 +135,17 @@ def verify(
     ] = None,
     deep: Annotated[bool, typer.Option("--deep", help="Rehash every file (else: stat sizes only).")] = False,
     store: StoreOpt = None,
+    modal_volume: ModalVolumeOpt = None,
     json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Check entries against their manifests (exit 1 if any is damaged)."""
+    """Check entries against their manifests (exit 1 if any is damaged); on a Volume, --deep downloads."""
     cache = open_cache(store)
-    if target is None:
+    if modal_volume:
+        from .modal_commands import remote_reports
+
+        reports = remote_reports(modal_volume, target, deep=deep)
+    elif target is None:
         reports = cache.verify_all(deep=deep)
     else:
         key = target if is_valid_key(target) and cache.store.layout.entry_dir(target).is_dir() else None
@@ -182,7 +197,7 @@ def gc(
 def demo(
     size_mb: Annotated[int, typer.Option("--size-mb", min=8, help="Size of the synthetic model.")] = 256,
     store: Annotated[
-        Path | None, typer.Option("--store", help="Store directory [default: a temporary one].")
+        Path | None, typer.Option("--store", help="Store directory (default: a temporary one).")
     ] = None,
     json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -190,10 +205,15 @@ def demo(
     """Show the cold-start story offline: populate, warm hit, link, crash, corruption and repair."""
     from ..demo import run_demo
 
+    logger = logging.getLogger("weightcache")
+    level = logger.level
     if not debug:  # the demo damages an entry on purpose; its warning would only distract
-        logging.getLogger("weightcache").setLevel(logging.ERROR)
-    with RichProgress(stderr) as progress:
-        report = run_demo(store, size_mb=size_mb, progress=progress)
+        logger.setLevel(logging.ERROR)
+    try:
+        with RichProgress(stderr) as progress:
+            report = run_demo(store, size_mb=size_mb, progress=progress)
+    finally:
+        logger.setLevel(level)
     if json:
         print_json(report)
     else:

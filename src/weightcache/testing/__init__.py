@@ -3,3 +3,9 @@
 They behave like the real services (a Hub, an HTTP file server, a Modal Volume) rather than
 recording calls: point the real clients at them.
 """
+
+from .fake_hub import FakeHub
+from .fake_modal import FakeModalVolume, FakeVolumeContainer
+from .file_server import FileServer
+
+__all__ = ["FakeHub", "FakeModalVolume", "FakeVolumeContainer", "FileServer"]

@@ -1,0 +1,177 @@
+"""Commands that move entries between stores: push and pull (Modal Volumes), export and import (archives).
+
+``ls`` and ``verify`` take ``--modal-volume`` too; they call :func:`remote_entries` and
+:func:`remote_reports` here. Modal is imported only by these commands, never by the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Annotated
+
+import typer
+from rich.markup import escape
+
+from .. import remote_volume
+from ..archive import export_entry, import_archive
+from ..entry import Entry
+from ..errors import EntryNotFoundError, StoreError
+from ..fsutil import unique_suffix
+from ..layout import is_valid_key
+from ..remote_volume import VolumeEntries, modal_errors
+from ..verify import VerifyReport
+from .app import DebugOpt, JsonOpt, StoreOpt, command, open_cache
+from .progress import RichProgress
+from .render import EntryInfo, human_bytes, print_json, stderr, stdout
+
+VolumeNameOpt = Annotated[
+    str, typer.Option("--modal-volume", help="The Modal Volume's name.", show_default=False)
+]
+
+
+@command()
+def push(
+    source: Annotated[str, typer.Argument(help="The source, as given to ensure.")],
+    modal_volume: VolumeNameOpt,
+    store: StoreOpt = None,
+    json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Populate SOURCE locally, then upload it to a Modal Volume (created if missing) before deploying."""
+    cache = open_cache(store)
+    with RichProgress(stderr) as progress:
+        entry = cache.ensure(source, progress=progress)
+    if entry.hit:  # every container will trust these bytes: rehash them (and re-fetch if damaged)
+        entry = cache.ensure(source, repair=True)
+    size = human_bytes(entry.total_bytes)
+    stderr.print(f"uploading {entry.key} ({size}) to Modal Volume {escape(modal_volume)}", highlight=False)
+    with modal_errors(modal_volume):
+        report = _volume(modal_volume, create=True).push(cache.store.layout, entry)
+    if json:
+        print_json(report)
+    elif report.already_present:
+        stdout.print(f"{entry.key} is already on Modal Volume {escape(modal_volume)}; nothing uploaded")
+    else:
+        stdout.print(
+            f"pushed {entry.key} to Modal Volume {escape(modal_volume)}: {report.files} files, "
+            f"{human_bytes(report.bytes)}",
+            highlight=False,
+        )
+
+
+@command()
+def pull(
+    key: Annotated[str, typer.Argument(help="The entry's key (see ls --modal-volume).")],
+    modal_volume: VolumeNameOpt,
+    store: StoreOpt = None,
+    json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Copy entry KEY from a Modal Volume into the local store, every file checked against its manifest."""
+    cache = open_cache(store)
+    with modal_errors(modal_volume), RichProgress(stderr) as progress:
+        entry = _volume(modal_volume).pull(cache, key, progress=progress)
+    _print_copied(entry, "pulled", json)
+
+
+@command("export")
+def export_command(
+    key: Annotated[str, typer.Argument(help="The entry's key (see ls).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="The tar archive to write; - for stdout.")],
+    store: StoreOpt = None,
+    json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write entry KEY to a tar archive (a backup that needs no Modal)."""
+    cache = open_cache(store)
+    if output == "-":
+        if json:
+            raise typer.BadParameter(
+                "stdout carries the archive, so --json cannot be used", param_hint="--json"
+            )
+        export_entry(cache, key, sys.stdout.buffer)
+        return
+    target = Path(output)
+    partial = target.with_name(f".{target.name}.{unique_suffix()}.partial")
+    try:
+        with open(partial, "wb") as handle:
+            entry = export_entry(cache, key, handle)
+        os.replace(partial, target)
+    except OSError as exc:
+        raise StoreError(
+            f"could not write {target} ({exc.strerror or exc}); check the path and free space"
+        ) from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+    if json:
+        print_json({**EntryInfo.of(entry).model_dump(), "archive": str(target)})
+    else:
+        stdout.print(f"exported {key} to {escape(str(target))}: {human_bytes(target.stat().st_size)}")
+
+
+@command("import")
+def import_command(
+    archive: Annotated[str, typer.Argument(help="A tar archive from export; - for stdin.")],
+    store: StoreOpt = None,
+    json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Publish the entry in an archive, only if every file matches the manifest inside it."""
+    cache = open_cache(store)
+    with RichProgress(stderr) as progress, _open_input(archive) as stream:
+        entry = import_archive(cache, stream, name=archive, progress=progress)
+    _print_copied(entry, "imported", json)
+
+
+def remote_entries(name: str) -> list[Entry]:
+    """``ls --modal-volume NAME``: the valid entries on the Volume."""
+    with modal_errors(name):
+        return _volume(name).list()
+
+
+def remote_reports(name: str, key: str | None, *, deep: bool) -> list[VerifyReport]:
+    """``verify --modal-volume NAME [KEY]``: check entries as committed on the Volume."""
+    if key is not None and not is_valid_key(key):
+        raise typer.BadParameter("with --modal-volume, give an entry key (see ls --modal-volume)")
+    with modal_errors(name):
+        volume = _volume(name)
+        if key is None:
+            return volume.verify_all(deep=deep)
+        if key not in volume.entry_keys():
+            raise EntryNotFoundError(f"no entry {key} on Modal Volume {name!r}; see ls --modal-volume {name}")
+        return [volume.verify(key, deep=deep)]
+
+
+def _volume(name: str, *, create: bool = False) -> VolumeEntries:
+    return VolumeEntries(remote_volume.open_volume(name, create=create), name)
+
+
+def _print_copied(entry: Entry, verb: str, json: bool) -> None:
+    if json:
+        print_json(EntryInfo.of(entry))
+    elif entry.hit:
+        stdout.print(f"{entry.key} is already in the store; nothing copied")
+    else:
+        stdout.print(
+            f"{verb} {entry.key}: {len(entry.manifest.files)} files, {human_bytes(entry.total_bytes)}",
+            highlight=False,
+        )
+        stdout.print(f"path: {escape(str(entry.path))}", highlight=False)
+
+
+@contextlib.contextmanager
+def _open_input(archive: str) -> Iterator[IO[bytes]]:
+    if archive == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        handle = open(archive, "rb")  # noqa: SIM115  (closed below)
+    except FileNotFoundError:
+        raise typer.BadParameter(f"{archive} does not exist", param_hint="ARCHIVE") from None
+    with handle:
+        yield handle

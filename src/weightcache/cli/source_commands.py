@@ -1,0 +1,43 @@
+"""Commands about sources that move: ``outdated``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..outdated import UpdateCheck
+from .app import DebugOpt, JsonOpt, StoreOpt, command, open_cache
+from .render import print_json, stdout
+
+
+@command()
+def outdated(store: StoreOpt = None, json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Ask the source of each cached branch or unpinned URL whether it moved (exit 1 if one cannot)."""
+    checks = open_cache(store).outdated()
+    if json:
+        print_json(checks)
+    elif checks:
+        stdout.print(_updates_table(checks))
+        if any(check.outdated for check in checks):
+            stdout.print("update one with: weightcache ensure --refresh SOURCE", highlight=False)
+    else:
+        stdout.print("no cached branch or unpinned URL to check")
+    if any(check.error for check in checks):
+        raise typer.Exit(1)
+
+
+def _updates_table(checks: Sequence[UpdateCheck]) -> Table:
+    table = Table(title="outdated", title_justify="left")
+    for column in ("source", "cached", "latest", "state"):
+        table.add_column(column, overflow="fold")
+    for check in checks:
+        if check.error:
+            state = f"[red]cannot check:[/] {escape(check.error)}"
+        else:
+            state = "[yellow]outdated[/]" if check.outdated else "[green]up to date[/]"
+        latest = (check.latest_version or "")[:12]
+        table.add_row(escape(check.source), check.cached_version[:12], latest, state)
+    return table

@@ -1,0 +1,305 @@
+"""HTTP downloads into a staging area: parallel byte ranges, resume after drops, retries with backoff.
+
+Built on httpx2, the HTTP client huggingface_hub already depends on (a sync client with connection
+pools, redirects and timeouts), so weightcache brings no HTTP client of its own. Every message
+names a URL by its *label*, a redacted form the caller provides: never the URL itself.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from types import TracebackType
+from typing import TypeVar
+
+import httpx2
+
+from .constants import (
+    HTTP_BACKOFF_MAX_SECONDS,
+    HTTP_BACKOFF_SECONDS,
+    HTTP_CONNECTIONS,
+    HTTP_PART_BYTES,
+    HTTP_RETRIES,
+    HTTP_TIMEOUT_SECONDS,
+)
+from .errors import (
+    InvalidSourceError,
+    SourceAuthError,
+    SourceChangedError,
+    SourceError,
+    SourceNotFoundError,
+    SourceUnreachableError,
+)
+from .parallel import run_parallel
+from .ranged import RangedWriter
+from .redaction import redact_http_client_logs
+from .staging import Staging
+
+logger = logging.getLogger(__name__)
+redact_http_client_logs()  # httpx2 logs each request's full URL, query tokens included
+
+T = TypeVar("T")
+
+#: Bytes handed to the writer at a time (one buffer per connection).
+_READ_BYTES = 1024 * 1024
+
+#: Longest server-requested wait (Retry-After) honoured before a retry.
+_MAX_RETRY_AFTER_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the first, one-byte request told about a URL."""
+
+    size: int | None
+    ranges: bool
+    etag: str | None
+    last_modified: str | None
+
+    @property
+    def validator(self) -> str:
+        """What identifies this version of the file: its ETag, else its size and Last-Modified."""
+        if self.etag:
+            return f"etag {self.etag}"
+        return f"size {self.size} modified {self.last_modified}"
+
+
+class _Retry(Exception):
+    """A failure worth retrying: a 5xx, a 408 or 429, or a response that ended early."""
+
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+class HTTPDownloader:
+    """Fetches URLs into a :class:`Staging` over one connection pool; use as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        headers: Mapping[str, str] | None = None,
+        connections: int = HTTP_CONNECTIONS,
+        part_bytes: int = HTTP_PART_BYTES,
+        timeout: float = HTTP_TIMEOUT_SECONDS,
+        retries: int = HTTP_RETRIES,
+    ) -> None:
+        self.connections = max(1, connections)
+        self.part_bytes = max(1, part_bytes)
+        self.retries = retries
+        self._client = httpx2.Client(
+            # Compressed bodies would break size checks and byte ranges.
+            headers={**(headers or {}), "Accept-Encoding": "identity"},
+            follow_redirects=True,
+            timeout=timeout,
+            limits=httpx2.Limits(
+                max_connections=self.connections, max_keepalive_connections=self.connections
+            ),
+        )
+
+    def probe(self, url: str, label: str) -> Probe:
+        """Ask for the first byte: learn the size, the version validators and whether ranges work."""
+
+        def attempt() -> Probe:
+            with self._client.stream("GET", url, headers={"Range": "bytes=0-0"}) as response:
+                if response.status_code != 416:  # an empty file cannot serve byte 0
+                    check_status(response, label)
+                return _probe_from(response)
+
+        return self._retrying(label, attempt)
+
+    def download(
+        self, url: str, label: str, staging: Staging, name: str, *, probe: Probe, sha256: str | None
+    ) -> None:
+        """Fetch ``url`` into ``staging`` as ``name``: in ranges when ``probe`` allows, else one stream."""
+        if probe.ranges and probe.size:
+            self._download_ranges(url, label, staging, name, size=probe.size, etag=probe.etag, sha256=sha256)
+        else:
+            self._retrying(label, lambda: self._stream_whole(url, label, staging, name, probe, sha256))
+
+    def _download_ranges(
+        self,
+        url: str,
+        label: str,
+        staging: Staging,
+        name: str,
+        *,
+        size: int,
+        etag: str | None,
+        sha256: str | None,
+    ) -> None:
+        parts = [(start, min(start + self.part_bytes, size)) for start in range(0, size, self.part_bytes)]
+        with staging.write_ranges(name, size=size, sha256=sha256) as writer:
+            # Parts start in order, so the written prefix (which the follower hashes) grows steadily;
+            # the first failure cancels the parts not started yet.
+            fetch = partial(self._fetch_range, url, label, writer, etag=etag)
+            run_parallel([partial(fetch, start, end) for start, end in parts], threads=self.connections)
+
+    def _fetch_range(
+        self, url: str, label: str, writer: RangedWriter, start: int, end: int, *, etag: str | None
+    ) -> None:
+        position = start
+
+        def attempt() -> None:
+            nonlocal position
+            with self._client.stream(
+                "GET", url, headers={"Range": f"bytes={position}-{end - 1}"}
+            ) as response:
+                check_status(response, label)
+                _check_range_response(response, label, position, etag)
+                for chunk in response.iter_bytes():
+                    piece = chunk[: end - position]
+                    writer.write_at(position, piece)
+                    position += len(piece)
+                    if position == end:
+                        break
+            if position < end:
+                raise _Retry("the response ended early")
+
+        self._retrying(label, attempt, progress=lambda: position)
+
+    def _stream_whole(
+        self, url: str, label: str, staging: Staging, name: str, probe: Probe, sha256: str | None
+    ) -> None:
+        """One GET of the whole file, for servers without ranges; a retry starts it again."""
+        with self._client.stream("GET", url) as response:
+            check_status(response, label)
+            _check_same_etag(response, label, probe.etag)
+            if probe.size is None:  # no length announced: hash in the stream
+                staging.write_stream(name, response.iter_bytes(_READ_BYTES), sha256=sha256)
+                return
+            # A known size lets the follower thread hash while this one receives.
+            with staging.write_ranges(name, size=probe.size, sha256=sha256) as writer:
+                position = 0
+                for chunk in response.iter_bytes():
+                    if position + len(chunk) > probe.size:
+                        raise SourceChangedError(f"{label} grew on the server during the download; run again")
+                    writer.write_at(position, chunk)
+                    position += len(chunk)
+
+    def _retrying(self, label: str, attempt: Callable[[], T], progress: Callable[[], int] = lambda: 0) -> T:
+        """Run ``attempt``, retrying transient failures with backoff; progress made resets the count."""
+        failures = 0
+        while True:
+            before = progress()
+            try:
+                return attempt()
+            except (httpx2.UnsupportedProtocol, httpx2.InvalidURL) as exc:
+                raise InvalidSourceError(
+                    f"{label} cannot be fetched over HTTP ({type(exc).__name__}); check the URL"
+                ) from None
+            except httpx2.TooManyRedirects:
+                raise SourceError(f"{label} redirects too many times; check the URL") from None
+            except (httpx2.TransportError, _Retry) as exc:
+                failures = 1 if progress() > before else failures + 1
+                reason = _reason(exc)
+                if failures > self.retries:
+                    raise SourceUnreachableError(
+                        f"fetching {label} failed {failures} times in a row ({reason}); "
+                        "check the network or the server and retry"
+                    ) from None
+                delay = _backoff(failures, exc.delay if isinstance(exc, _Retry) else None)
+                logger.info("retrying %s in %.2fs (%s)", label, delay, reason)
+                time.sleep(delay)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> HTTPDownloader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def check_status(response: httpx2.Response, label: str) -> None:
+    """Raise the weightcache error for a failed response (:class:`_Retry` for transient ones)."""
+    code = response.status_code
+    if code < 400:
+        return
+    if code in (408, 429) or code >= 500:
+        raise _Retry(f"HTTP {code}", delay=_retry_after(response.headers.get("retry-after")))
+    if code in (401, 403):
+        raise SourceAuthError(
+            f"{label} refused access (HTTP {code}); pass credentials with headers=, in the URL, or check them"
+        )
+    if code in (404, 410):
+        raise SourceNotFoundError(f"{label} was not found on the server (HTTP {code}); check the URL")
+    raise SourceError(f"{label} answered HTTP {code}; check the URL")
+
+
+def _probe_from(response: httpx2.Response) -> Probe:
+    etag = response.headers.get("etag")
+    last_modified = response.headers.get("last-modified")
+    if response.headers.get("content-encoding", "identity") != "identity":
+        return Probe(size=None, ranges=False, etag=etag, last_modified=last_modified)
+    content_range = response.headers.get("content-range", "")
+    total = content_range.rpartition("/")[2]
+    if response.status_code in (206, 416) and total.isdigit():
+        return Probe(
+            size=int(total), ranges=response.status_code == 206, etag=etag, last_modified=last_modified
+        )
+    length = response.headers.get("content-length", "")
+    size = int(length) if length.isdigit() and response.status_code == 200 else None
+    return Probe(size=size, ranges=False, etag=etag, last_modified=last_modified)
+
+
+def _check_range_response(response: httpx2.Response, label: str, start: int, etag: str | None) -> None:
+    content_range = response.headers.get("content-range", "")
+    if response.status_code != 206 or not content_range.startswith(f"bytes {start}-"):
+        raise SourceError(f"{label} stopped honouring byte ranges during the download; retry")
+    _check_same_etag(response, label, etag)
+
+
+def _check_same_etag(response: httpx2.Response, label: str, etag: str | None) -> None:
+    served = response.headers.get("etag")
+    if etag and served and served.removeprefix("W/") != etag.removeprefix("W/"):
+        raise SourceChangedError(
+            f"{label} changed on the server during the download (its ETag changed); "
+            "run again to fetch the new version"
+        )
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (it is a number of seconds or an HTTP date)."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _backoff(failures: int, retry_after: float | None) -> float:
+    delay = min(HTTP_BACKOFF_MAX_SECONDS, HTTP_BACKOFF_SECONDS * 2 ** (failures - 1))
+    delay *= random.uniform(0.5, 1.0)  # jitter: many containers retrying at once should not stay in step
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, _MAX_RETRY_AFTER_SECONDS))
+    return delay
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, _Retry):
+        return exc.reason
+    if isinstance(exc, httpx2.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx2.ConnectError):
+        return "could not connect"
+    if isinstance(exc, (httpx2.RemoteProtocolError, httpx2.ReadError)):
+        return "the connection dropped"
+    return type(exc).__name__

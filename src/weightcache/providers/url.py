@@ -1,0 +1,232 @@
+"""Files on web servers: ``https://HOST/PATH[#sha256=HEX][&name=REL]``, one or several per entry.
+
+Large files come in parallel byte ranges when the server accepts them, and a dropped connection
+resumes from the bytes already received (see :mod:`weightcache.download`). With a ``sha256`` the
+entry is pinned: its version is the hash, a warm call needs no request, and a mismatch publishes
+nothing. Without one, the version is what the server says identifies the file (its ETag, else
+size and Last-Modified); like the Hub, that is remembered in the store, so warm calls are offline.
+Credentials in ``user:pass@``, in secret-looking query parameters, or in ``headers=`` are used
+for the requests but never appear in a URI, a manifest, a message or a log line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from posixpath import basename
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit
+
+from ..constants import HTTP_CONNECTIONS, HTTP_PART_BYTES, HTTP_RETRIES, HTTP_TIMEOUT_SECONDS
+from ..errors import InvalidSourceError, SourceChangedError
+from ..fsutil import safe_relpath
+from ..layout import short_hash
+from ..redaction import REDACTED, redact_url
+from ..staging import Staging
+from .base import Source
+
+if TYPE_CHECKING:
+    from ..download import HTTPDownloader, Probe
+
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+#: Separates the files of a several-file URI (``|`` never appears unescaped in a URL).
+URI_SEPARATOR = " | "
+
+
+@dataclass(frozen=True)
+class _RemoteFile:
+    name: str  # path inside the entry
+    url: str  # what is fetched: may carry credentials, so never shown
+    label: str  # the URL with credentials removed: what URIs and messages show
+    sha256: str | None
+
+    def uri(self, *, with_hash: bool) -> str:
+        """This file's URL without credentials, with its fragment (``sha256=`` only when ``with_hash``)."""
+        params = [f"sha256={self.sha256}"] if with_hash and self.sha256 else []
+        if self.name != _url_basename(self.url):
+            params.append(f"name={quote(self.name, safe='/')}")
+        return self.label + ("#" + "&".join(params) if params else "")
+
+
+class URLSource(Source):
+    """One URL, or several (``{relative_path: url}``) gathered into one entry.
+
+    ``URLSource("https://example.com/sam2.pt", sha256="ab12...")``, or the URI
+    ``https://example.com/sam2.pt#sha256=ab12...``. ``sha256`` is a hex string for one URL, a
+    ``{relative_path: hex}`` mapping for several. ``headers`` are sent with every request (an
+    ``Authorization`` header is dropped on redirects to another host). ``connections``,
+    ``part_bytes``, ``timeout`` (seconds without bytes) and ``retries`` (attempts without
+    progress) tune the downloads.
+    """
+
+    scheme = "https"
+    offline_first = True
+
+    def __init__(
+        self,
+        url: str | Mapping[str, str],
+        sha256: str | Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        connections: int = HTTP_CONNECTIONS,
+        part_bytes: int = HTTP_PART_BYTES,
+        timeout: float = HTTP_TIMEOUT_SECONDS,
+        retries: int = HTTP_RETRIES,
+    ) -> None:
+        if isinstance(url, str):
+            if sha256 is not None and not isinstance(sha256, str):
+                raise InvalidSourceError("sha256 of a single URL is one hex string, not a mapping")
+            files = [_remote_file(url, name=None, sha256=sha256)]
+        else:
+            if isinstance(sha256, str):
+                raise InvalidSourceError("sha256 of several URLs is a {relative_path: hex} mapping")
+            hashes = dict(sha256 or {})
+            files = [
+                _remote_file(text, name=name, sha256=hashes.pop(name, None)) for name, text in url.items()
+            ]
+            if hashes:
+                raise InvalidSourceError(
+                    f"sha256 names files that are not among the URLs: {', '.join(sorted(hashes))}"
+                )
+        if not files:
+            raise InvalidSourceError("URLSource needs at least one URL")
+        names = [file.name for file in files]
+        if len(set(names)) != len(names):
+            raise InvalidSourceError(
+                f"two URLs would be saved under the same name in {names}; name them in a mapping"
+            )
+        self._files = sorted(files, key=lambda file: file.name)
+        self._settings: dict[str, Any] = {
+            "headers": dict(headers or {}),
+            "connections": connections,
+            "part_bytes": part_bytes,
+            "timeout": timeout,
+            "retries": retries,
+        }
+        #: What the last resolve() or fetch() learned about each file.
+        self._probes: dict[str, Probe] = {}
+
+    @classmethod
+    def from_uri(cls, uri: str) -> URLSource:
+        """Parse ``https://HOST/PATH[#sha256=HEX&name=REL]``, several joined by `` | ``."""
+        parts = [part.strip() for part in uri.split("|")]
+        if len(parts) == 1:
+            return cls(parts[0])
+        return cls({_remote_file(part, name=None, sha256=None).name: part for part in parts})
+
+    @property
+    def uri(self) -> str:
+        """The URL(s) without credentials, with ``#sha256=`` when known, ``name=`` when not the URL's own."""
+        return URI_SEPARATOR.join(file.uri(with_hash=True) for file in self._files)
+
+    @property
+    def identity(self) -> str:
+        """The URI without the hashes: the hashes are versions, and versions share an identity."""
+        return URI_SEPARATOR.join(file.uri(with_hash=False) for file in self._files)
+
+    @property
+    def slug(self) -> str:
+        """The (first) file's name."""
+        return basename(self._files[0].name)
+
+    def pinned_version(self) -> str | None:
+        """``sha256-HEX`` when every file's SHA-256 is given (no request needed), else ``None``."""
+        hashes = [file.sha256 for file in self._files]
+        if None in hashes:
+            return None
+        if len(hashes) == 1:
+            return f"sha256-{hashes[0]}"
+        return "sha256-" + short_hash("\n".join(f"{file.name} {file.sha256}" for file in self._files), 32)
+
+    def resolve(self) -> str:
+        """Ask the server(s) for each file's ETag (else size and Last-Modified), one small request each."""
+        with self._downloader() as downloader:
+            self._probes = self._probe_all(downloader)
+        return _version(self._files, self._probes)
+
+    def fetch(self, version: str, staging: Staging) -> None:
+        """Download every file into ``staging``, checking sizes, hashes, and that nothing changed."""
+        with self._downloader() as downloader:
+            # A cold ensure() resolves just before it fetches: reuse those answers (the ETag of
+            # every download response is still compared with them).
+            resolved = self._probes and _version(self._files, self._probes) == version
+            probes = self._probes if resolved else self._probe_all(downloader)
+            if self.pinned_version() is None and _version(self._files, probes) != version:
+                raise SourceChangedError(f"{self.uri} changed on the server since it was examined; run again")
+            staging.plan({file.name: probes[file.name].size for file in self._files})
+            for file in self._files:
+                probe = probes[file.name]
+                reusable = file.sha256 is not None and probe.size is not None
+                if reusable and staging.try_reuse(file.name, sha256=file.sha256, size=probe.size) is not None:
+                    continue
+                downloader.download(file.url, file.label, staging, file.name, probe=probe, sha256=file.sha256)
+        self._probes = probes
+
+    def source_info(self) -> dict[str, str]:
+        """The ETag and Last-Modified each file was fetched with (keys end in ``:NAME`` if several)."""
+        info = {}
+        for name, probe in self._probes.items():
+            suffix = "" if len(self._files) == 1 else f":{name}"
+            for key, value in (("etag", probe.etag), ("last_modified", probe.last_modified)):
+                if value:
+                    info[key + suffix] = value
+        return info
+
+    def _probe_all(self, downloader: HTTPDownloader) -> dict[str, Probe]:
+        return {file.name: downloader.probe(file.url, file.label) for file in self._files}
+
+    def _downloader(self) -> HTTPDownloader:
+        # httpx2 takes ~0.2 s to import, and a warm ensure() sends no request.
+        from ..download import HTTPDownloader
+
+        return HTTPDownloader(**self._settings)
+
+
+def _remote_file(text: str, *, name: str | None, sha256: str | None) -> _RemoteFile:
+    url, _, fragment = text.strip().partition("#")
+    params = _fragment(text, fragment)
+    if sha256 is not None and params.get("sha256", sha256).lower() != sha256.lower():
+        raise InvalidSourceError(f"{redact_url(url)} is given two different sha256 values; keep one")
+    sha256 = sha256 or params.get("sha256")
+    if sha256 is not None and not _SHA256.match(sha256):
+        raise InvalidSourceError(f"sha256 of {redact_url(url)} is not 64 hex digits; copy the full hash")
+    if urlsplit(url).scheme.lower() not in ("http", "https") or not urlsplit(url).hostname:
+        raise InvalidSourceError(f"{redact_url(url)!r} is not an http:// or https:// URL")
+    if REDACTED in url:
+        raise InvalidSourceError(
+            f"{redact_url(url)} had its credentials removed when it was recorded; pass the URL with them"
+        )
+    relpath = safe_relpath(name or params.get("name") or _default_name(url))
+    return _RemoteFile(relpath, url, redact_url(url), sha256.lower() if sha256 else None)
+
+
+def _fragment(text: str, fragment: str) -> dict[str, str]:
+    params = {}
+    for pair in fragment.split("&") if fragment else []:
+        key, _, value = pair.partition("=")
+        if key not in ("sha256", "name"):
+            raise InvalidSourceError(
+                f"{redact_url(text)} has an unknown #{key}; URL fragments may give sha256= and name="
+            )
+        params[key] = unquote(value)
+    return params
+
+
+def _url_basename(url: str) -> str:
+    return unquote(basename(urlsplit(url).path))
+
+
+def _default_name(url: str) -> str:
+    name = _url_basename(url)
+    if not name:
+        raise InvalidSourceError(
+            f"{redact_url(url)} names no file; add #name=FILE or use a {{name: url}} mapping"
+        )
+    return name
+
+
+def _version(files: list[_RemoteFile], probes: dict[str, Probe]) -> str:
+    """The version of unpinned files: a digest of their validators (ETag, else size and Last-Modified)."""
+    return "http-" + short_hash("\n".join(f"{file.name} {probes[file.name].validator}" for file in files), 24)

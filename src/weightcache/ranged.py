@@ -1,0 +1,154 @@
+"""A file written in byte ranges, in any order and from many threads, hashed in order while it fills.
+
+Parallel range downloads write a file out of order, so it cannot be hashed in one pass as it is
+written. Hashing it afterwards costs a second full read after the last byte arrives. Instead, a
+follower thread hashes the file's contiguous written prefix by reading it back (from the page
+cache, where it just landed) while the other ranges are still arriving: the digests are ready
+moments after the download ends, and memory stays at one chunk whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from .constants import CHUNK_BYTES
+from .errors import SizeMismatchError
+from .hashing import Digests, StreamHasher
+
+
+class _Spans:
+    """Disjoint, merged ``[start, end)`` byte intervals written so far."""
+
+    def __init__(self) -> None:
+        self._spans: list[tuple[int, int]] = []
+
+    def add(self, start: int, end: int) -> None:
+        """Record ``[start, end)``; raise if it overlaps bytes already written."""
+        index = bisect.bisect_left(self._spans, (start, end))
+        if (index > 0 and self._spans[index - 1][1] > start) or (
+            index < len(self._spans) and self._spans[index][0] < end
+        ):
+            raise ValueError(f"bytes {start}-{end} overlap a range already written")
+        if index < len(self._spans) and self._spans[index][0] == end:
+            end = self._spans.pop(index)[1]
+        if index > 0 and self._spans[index - 1][1] == start:
+            index -= 1
+            start = self._spans.pop(index)[0]
+        self._spans.insert(index, (start, end))
+
+    def prefix(self) -> int:
+        """How many bytes from offset 0 are written without a gap."""
+        return self._spans[0][1] if self._spans and self._spans[0][0] == 0 else 0
+
+
+class RangedWriter:
+    """A new file of ``size`` bytes, filled by :meth:`write_at` from any thread, each byte once.
+
+    :meth:`close` waits for the follower hash to finish, fsyncs and returns the digests; leaving
+    a ``with`` block on an exception stops the follower and closes the file instead.
+    """
+
+    def __init__(
+        self, path: Path, size: int, *, sha256: bool, on_write: Callable[[int], None] | None = None
+    ) -> None:
+        self.path = path
+        self.size = size
+        self._on_write = on_write
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        os.ftruncate(self._fd, size)
+        self._hasher = StreamHasher(sha256=sha256)
+        self._spans = _Spans()
+        self._changed = threading.Condition()
+        #: The prefix length the follower waits for: one chunk past what it hashed, so it wakes
+        #: once per chunk rather than once per network read.
+        self._wake_at = min(CHUNK_BYTES, size)
+        self._stopped = False
+        self._failure: BaseException | None = None
+        self._follower = threading.Thread(target=self._follow, name="weightcache-hash", daemon=True)
+        self._follower.start()
+
+    def write_at(self, offset: int, chunk: bytes | memoryview) -> None:
+        """Write ``chunk`` at ``offset`` (thread-safe)."""
+        view = memoryview(chunk)
+        end = offset + len(view)
+        if offset < 0 or end > self.size:
+            raise ValueError(f"bytes {offset}-{end} fall outside a file of {self.size} bytes")
+        assert self._fd is not None, "write after close"
+        position = offset
+        while view:
+            written = os.pwrite(self._fd, view, position)
+            view, position = view[written:], position + written
+        with self._changed:
+            self._spans.add(offset, end)
+            if self._spans.prefix() >= self._wake_at:
+                self._changed.notify_all()
+        if self._on_write is not None:
+            self._on_write(end - offset)
+
+    def close(self) -> Digests:
+        """Wait until every byte is written and hashed, flush the file to disk, and return its digests."""
+        with self._changed:
+            written = self._spans.prefix()
+        if written < self.size:
+            self._stop()
+            raise SizeMismatchError(
+                f"{self.path.name} is incomplete ({written:,} of {self.size:,} bytes); "
+                "nothing was published; retry"
+            )
+        self._follower.join()
+        fd, self._fd = self._fd, None
+        assert fd is not None, "close twice"
+        try:
+            if self._failure is not None:
+                raise self._failure
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return self._hasher.digests()
+
+    def _follow(self) -> None:
+        fd = self._fd
+        assert fd is not None
+        buffer = bytearray(min(CHUNK_BYTES, max(self.size, 1)))
+        view = memoryview(buffer)
+        hashed = 0
+        try:
+            while hashed < self.size:
+                with self._changed:
+                    self._wake_at = min(hashed + len(view), self.size)
+                    while not self._stopped and self._spans.prefix() < self._wake_at:
+                        self._changed.wait()
+                    if self._stopped:
+                        return
+                    ready = self._spans.prefix()
+                while hashed < ready:
+                    count = os.preadv(fd, [view[: min(len(view), ready - hashed)]], hashed)
+                    if count == 0:
+                        raise OSError(f"{self.path} ended at {hashed} bytes while being hashed")
+                    self._hasher.update(view[:count])
+                    hashed += count
+        except BaseException as exc:  # handed to close(), which runs in the caller's thread
+            self._failure = exc
+
+    def _stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+        self._follower.join()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> RangedWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            self._stop()

@@ -1,0 +1,179 @@
+"""The on-disk machinery behind :class:`~weightcache.testing.FakeModalVolume`.
+
+A Volume is a *committed tree* (a directory) plus an index giving each committed file the
+generation of the commit that last wrote it. A simulated container works in a *view*: a
+directory holding a copy of the committed tree as of its start or last sync, and a *base*
+remembering, per file, the generation it was copied from and its stat signature.
+Comparing the view with its base tells what the container changed, which is exactly what
+a commit merges into the committed tree (last writer wins, per file, deletions included);
+comparing the base with the index tells what other containers changed, which is what a
+sync brings in.
+Everything that touches the committed tree holds one file lock, so commits from many
+processes are atomic with respect to each other and to reloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock
+
+from ..fsutil import atomic_write_bytes, remove_tree, unique_suffix
+
+#: (inode, size, mtime_ns, ctime_ns): any write to a file, or its replacement, changes it.
+FileSignature = tuple[int, int, int, int]
+
+
+def signature(info: os.stat_result) -> FileSignature:
+    """The signature of a file from its ``lstat``."""
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+@dataclass
+class Tree:
+    """The regular files (with signatures) and directories under a root, as relative POSIX paths."""
+
+    files: dict[str, FileSignature] = field(default_factory=dict)
+    dirs: set[str] = field(default_factory=set)
+
+
+def scan(root: Path) -> Tree:
+    """Walk ``root``; files that vanish during the walk (another thread renaming them) are skipped."""
+    tree = Tree()
+    for dirpath, dirnames, filenames in os.walk(root):
+        relative = os.path.relpath(dirpath, root)
+        prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
+        dirnames[:] = [name for name in dirnames if not os.path.islink(os.path.join(dirpath, name))]
+        tree.dirs.update(prefix + name for name in dirnames)
+        for name in filenames:
+            try:
+                info = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                tree.files[prefix + name] = signature(info)
+    return tree
+
+
+def copy_into(src: Path, dest: Path) -> None:
+    """Copy a file so that readers of ``dest`` see the old content or the new, never a mix."""
+    if dest.is_dir() and not dest.is_symlink():
+        remove_tree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".fakevolume-{unique_suffix()}.tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def remove_empty_dirs(root: Path, relpaths: set[str]) -> None:
+    """Remove these directories under ``root``, deepest first, where they are empty."""
+    for relpath in sorted(relpaths, key=lambda path: path.count("/"), reverse=True):
+        with contextlib.suppress(OSError):
+            (root / relpath).rmdir()
+
+
+@dataclass
+class Index:
+    """The committed generation counter and the generation that last wrote each committed file."""
+
+    generation: int = 0
+    files: dict[str, int] = field(default_factory=dict)
+
+
+class CommittedState:
+    """A Volume's committed tree and index under ``root``, shared by every process that opens it."""
+
+    def __init__(self, root: Path) -> None:
+        self.tree = root / "committed"
+        self.tree.mkdir(parents=True, exist_ok=True)
+        self._index_path = root / "index.json"
+        #: Held by everything that reads or changes the committed tree.
+        self.lock = FileLock(root / "volume.lock")
+
+    def load(self) -> Index:
+        """The index as last saved (call with :attr:`lock` held)."""
+        try:
+            data = json.loads(self._index_path.read_bytes())
+        except FileNotFoundError:
+            return Index()
+        return Index(generation=data["generation"], files=data["files"])
+
+    def save(self, index: Index) -> None:
+        """Save the index atomically (call with :attr:`lock` held)."""
+        data = {"generation": index.generation, "files": index.files}
+        atomic_write_bytes(self._index_path, json.dumps(data).encode())
+
+
+class View:
+    """One container's copy of the committed tree at ``mount``, and what it was copied from."""
+
+    def __init__(self, state: CommittedState, mount: Path) -> None:
+        self.state = state
+        self.mount = mount
+        self._base_files: dict[str, tuple[int, FileSignature]] = {}
+        self._base_dirs: set[str] = set()
+
+    def sync(self) -> None:
+        """Bring into the view what other containers committed since it last synced.
+
+        Files this container created, changed or deleted since are left as they are (a
+        commit publishes them); a file another container changed too is replaced by the
+        committed version, which is the later write.
+        """
+        with self.state.lock:
+            index = self.state.load()
+            local = scan(self.mount)
+            committed_dirs = scan(self.state.tree).dirs
+            for relpath, (_generation, sig) in list(self._base_files.items()):
+                if relpath not in index.files:  # deleted by another container
+                    if local.files.get(relpath) == sig:
+                        (self.mount / relpath).unlink()
+                    del self._base_files[relpath]
+            for relpath, generation in index.files.items():
+                base = self._base_files.get(relpath)
+                if base is None or base[0] != generation:
+                    copy_into(self.state.tree / relpath, self.mount / relpath)
+                    self._base_files[relpath] = (generation, signature(os.lstat(self.mount / relpath)))
+            for relpath in committed_dirs:
+                (self.mount / relpath).mkdir(parents=True, exist_ok=True)
+            remove_empty_dirs(self.mount, self._base_dirs - committed_dirs)
+            self._base_dirs = committed_dirs
+
+    def commit(self) -> None:
+        """Merge what the container changed since its last sync into the committed tree."""
+        with self.state.lock:
+            index = self.state.load()
+            local = scan(self.mount)
+            generation = index.generation + 1
+            for relpath, sig in local.files.items():
+                base = self._base_files.get(relpath)
+                if base is not None and base[1] == sig:
+                    continue
+                try:
+                    copy_into(self.mount / relpath, self.state.tree / relpath)
+                except FileNotFoundError:
+                    continue  # renamed away since the scan; the next commit sees where it went
+                # The signature from before the copy: a write racing the copy shows as a change next time.
+                index.files[relpath] = generation
+                self._base_files[relpath] = (generation, sig)
+            for relpath in [path for path in self._base_files if path not in local.files]:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.state.tree / relpath).unlink()
+                index.files.pop(relpath, None)
+                del self._base_files[relpath]
+            for relpath in local.dirs - self._base_dirs:
+                (self.state.tree / relpath).mkdir(parents=True, exist_ok=True)
+            remove_empty_dirs(self.state.tree, self._base_dirs - local.dirs)
+            self._base_dirs = local.dirs
+            index.generation = generation
+            self.state.save(index)

@@ -1,0 +1,165 @@
+"""ModalVolumeStore in one process: the warm path, reloads refused, commits retried, the lease's edges."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import modal
+import pytest
+
+from weightcache import (
+    CommitError,
+    LeaseSettings,
+    LockTimeoutError,
+    ModalVolumeStore,
+    Source,
+    SourceError,
+    WeightCache,
+)
+from weightcache.providers.modal_lease import VolumeLease
+from weightcache.staging import Staging
+from weightcache.testing import FakeModalVolume, FakeVolumeContainer
+
+FAST = LeaseSettings(lease_seconds=2.0, heartbeat_seconds=0.2, poll_seconds=0.05, settle_seconds=0.1)
+
+
+def modal_cache(container: FakeVolumeContainer, **options: object) -> WeightCache:
+    options.setdefault("lease", FAST)
+    options.setdefault("commit_backoff_seconds", 0.0)
+    return WeightCache(ModalVolumeStore(container, container.mount_path, **options))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> FakeModalVolume:
+    return FakeModalVolume(tmp_path / "volume", name="weights")
+
+
+def test_a_hit_neither_reloads_nor_commits(volume: FakeModalVolume, make_image_dir, caplog) -> None:
+    source = make_image_dir()
+    with volume.container() as first:
+        modal_cache(first).ensure(source)
+    container = volume.container()
+    entry = modal_cache(container).ensure(source)
+    assert entry.hit
+
+    # Any reload would now be refused and any commit would fail: a hit must touch neither.
+    container.fail_next_commits(1)
+    with open(entry.files[0], "rb"), caplog.at_level(logging.WARNING):
+        again = modal_cache(container).ensure(source)
+    assert again.hit and caplog.records == []
+    with pytest.raises(RuntimeError):
+        container.commit()  # the injected failure was still pending
+
+
+def test_cold_start_carries_on_when_reload_is_refused(
+    volume: FakeModalVolume, make_image_dir, caplog
+) -> None:
+    loaded = make_image_dir({"grounding.pth": os.urandom(1000)}, name="grounding")
+    wanted = make_image_dir({"sam2.pt": os.urandom(1000)}, name="sam2")
+    container = volume.container()
+    cache = modal_cache(container)
+    open_model = cache.ensure(loaded)
+    with open(open_model.files[0], "rb"), caplog.at_level(logging.WARNING):
+        entry = cache.ensure(wanted)  # the first model's file is open: Modal refuses the reload
+    assert not entry.hit and cache.verify(entry, deep=True).ok
+    warnings = [record.getMessage() for record in caplog.records]
+    assert any(
+        "skipped reloading Modal Volume 'weights'" in message and "path entries/" in message
+        for message in warnings
+    ), warnings
+    assert modal_cache(volume.container()).ensure(wanted).hit  # committed for everyone
+
+
+def test_commit_is_retried_then_fails_with_one_clear_error(volume: FakeModalVolume, make_image_dir) -> None:
+    source = make_image_dir()
+    container = volume.container()
+    container.fail_next_commits(2)
+    entry = modal_cache(container, commit_attempts=3).ensure(source)
+    assert modal_cache(volume.container()).ensure(source).hit
+
+    other = make_image_dir({"x.bin": b"x"}, name="other")
+    container.fail_next_commits(100)
+    with pytest.raises(CommitError) as failed:
+        modal_cache(container, commit_attempts=3).ensure(other)
+    message = str(failed.value)
+    assert "after 3 attempts" in message and "\n" not in message
+    assert entry.key not in message
+
+
+def test_many_files_warn_against_v1_guidance(volume: FakeModalVolume, make_image_dir, caplog) -> None:
+    source = make_image_dir({f"shard-{i}.bin": b"s" for i in range(5)})
+    with caplog.at_level(logging.WARNING):
+        modal_cache(volume.container(), max_files=4).ensure(source)
+    assert any("past Modal's guidance of 4 for v1" in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        modal_cache(volume.container(), max_files=None).ensure(make_image_dir({"a": b"a"}, name="a"))
+    assert caplog.records == []
+
+
+def test_no_lease_is_left_behind(volume: FakeModalVolume, make_image_dir) -> None:
+    with volume.container() as container:
+        modal_cache(container).ensure(make_image_dir())
+    assert volume.listdir(".weightcache/leases") == []
+
+
+class FailingSource(Source):
+    """Gives a few bytes, then fails, like a download cut off for good."""
+
+    scheme = "failing"
+
+    @property
+    def uri(self) -> str:
+        return "failing://model"
+
+    @property
+    def slug(self) -> str:
+        return "model"
+
+    def resolve(self) -> str:
+        return "v1"
+
+    def fetch(self, version: str, staging: Staging) -> None:
+        staging.write_stream("part.bin", [b"partial"])
+        raise SourceError("the source went away; retry later")
+
+
+def test_a_failed_populate_releases_its_lease_at_once(volume: FakeModalVolume) -> None:
+    container = volume.container()
+    with pytest.raises(SourceError):
+        slow_to_expire = LeaseSettings(lease_seconds=600, heartbeat_seconds=60, settle_seconds=0.1)
+        modal_cache(container, lease=slow_to_expire).ensure(FailingSource())
+    assert volume.listdir(".weightcache/leases") == []  # others need not wait 600s
+
+
+def test_waiting_for_a_live_holder_times_out(volume: FakeModalVolume, make_image_dir) -> None:
+    source = make_image_dir()
+    holder = volume.container("holder")
+    holder_store = ModalVolumeStore(holder, holder.mount_path, lease=FAST)
+    key = WeightCache(holder_store).status(source).key
+    waiter = volume.container("waiter")
+    waiter_store = ModalVolumeStore(waiter, waiter.mount_path, lease=FAST)
+    with VolumeLease(holder_store, key, FAST, timeout=None):  # claimed, committed, renewed by its heartbeat
+        with pytest.raises(LockTimeoutError, match="another container populating"):
+            WeightCache(waiter_store, lock_timeout=0.5).ensure(source)
+        waiter.reload()
+        probe = waiter_store.populate_lock(key, timeout=0)  # gc asks "is it busy?" and never waits
+        with pytest.raises(LockTimeoutError, match="being populated by"), probe:
+            pass
+
+
+def test_lease_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="shorter than lease_seconds"):
+        LeaseSettings(lease_seconds=10, heartbeat_seconds=10)
+    with pytest.raises(ValueError, match="positive"):
+        LeaseSettings(poll_seconds=0)
+
+
+def test_takes_a_real_modal_volume_without_network(tmp_path: Path) -> None:
+    volume = modal.Volume.from_name("jaguar-model-weights", create_if_missing=True)  # lazy: no request
+    store = ModalVolumeStore(volume, tmp_path / "cache")
+    assert store.describe() == f"Modal Volume 'jaguar-model-weights' at {tmp_path / 'cache'}"
+    with pytest.raises(TypeError, match=r"modal\.Volume"):
+        ModalVolumeStore(object(), tmp_path / "cache")  # type: ignore[arg-type]
