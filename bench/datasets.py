@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weightcache import Entry, LocalStore, WeightCache
+from weightcache.constants import CHUNK_BYTES
 from weightcache.hashing import hash_file
+from weightcache.providers.hf import HFSource
 from weightcache.synthetic import make_synthetic_model
 
 from .hf_cache import build_hf_cache
+from .servers import hub_serving
 
 #: Files of a file set per subdirectory, so the set has the nested shape of a real repo.
 FILES_PER_DIR = 100
@@ -32,6 +35,8 @@ class FileSet:
     sha256s: dict[str, str]
     hf_cache: Path
     hf_repo_id: str
+    hub_store_dir: Path
+    hub_uri: str
 
     @property
     def source_uri(self) -> str:
@@ -49,6 +54,7 @@ class Datasets:
         self._models: dict[int, Path] = {}
         self._entries: dict[int, tuple[WeightCache, Entry]] = {}
         self._file_sets: dict[int, FileSet] = {}
+        self._blobs: dict[int, tuple[Path, str]] = {}
 
     def fresh_dir(self, name: str) -> Path:
         """A new empty directory under the data root."""
@@ -70,6 +76,17 @@ class Datasets:
             cache = WeightCache(LocalStore(self.root / "stores" / f"model-{total_bytes}"))
             self._entries[total_bytes] = cache, cache.ensure(f"dir://{self.model_dir(total_bytes)}")
         return self._entries[total_bytes]
+
+    def blob(self, size: int) -> tuple[Path, str]:
+        """One file of ``size`` random bytes, and its SHA-256."""
+        if size not in self._blobs:
+            path = self.root / "blobs" / f"blob-{size}.bin"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as out:
+                for offset in range(0, size, CHUNK_BYTES):
+                    out.write(os.urandom(min(CHUNK_BYTES, size - offset)))
+            self._blobs[size] = path, hash_file(path, sha256=True).sha256 or ""
+        return self._blobs[size]
 
     def file_set(self, count: int) -> FileSet:
         """``count`` files of ``small_file_bytes`` each, cached by weightcache and laid out for the peers."""
@@ -93,6 +110,9 @@ class Datasets:
         sha256s = {name: hash_file(path, sha256=True).sha256 or "" for name, path in cached.items()}
         repo_id = f"bench/files-{count}"
         build_hf_cache(base / "hf-cache", repo_id, cached, sha256s)
+        with hub_serving(cached, repo_id) as (hub, sha):
+            hub_uri = f"hf://{repo_id}@{sha}"
+            WeightCache(LocalStore(base / "hub-store")).ensure(HFSource(repo_id, sha, endpoint=hub.url))
         return FileSet(
             image_dir=image_dir,
             store_dir=base / "store",
@@ -100,4 +120,6 @@ class Datasets:
             sha256s=sha256s,
             hf_cache=base / "hf-cache",
             hf_repo_id=repo_id,
+            hub_store_dir=base / "hub-store",
+            hub_uri=hub_uri,
         )

@@ -34,6 +34,10 @@ class Settings:
     runs: int
     call_seconds: float
     cold: bool
+    download_bytes: int
+    throttle_bytes_per_second: int
+    herd_bytes: int
+    herd_containers: int
 
     @classmethod
     def full(cls, size_gib: float, *, cold: bool) -> Settings:
@@ -46,6 +50,10 @@ class Settings:
             runs=3,
             call_seconds=0.5,
             cold=cold,
+            download_bytes=256 * MIB,
+            throttle_bytes_per_second=32 * 10**6,
+            herd_bytes=256 * MIB,
+            herd_containers=8,
         )
 
     @classmethod
@@ -54,11 +62,15 @@ class Settings:
         return cls(
             quick=True,
             model_bytes=48 * MIB,
-            file_counts=(10, 100, 1000),
+            file_counts=(10, 100),
             small_file_bytes=4 * 1024,
             runs=1,
             call_seconds=0.02,
             cold=False,
+            download_bytes=4 * MIB,
+            throttle_bytes_per_second=16 * 10**6,
+            herd_bytes=4 * MIB,
+            herd_containers=3,
         )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 def duration(seconds: float) -> str:
-    """``850 µs``, ``12.3 ms`` or ``4.56 s``."""
+    """``850 µs``, ``12.3 ms`` or ``4.56 s`` (``-12.3 ms`` when negative)."""
+    if seconds < 0:
+        return "-" + duration(-seconds)
     if seconds < 1e-3:
         return f"{seconds * 1e6:.0f} µs"
     if seconds < 1:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from .. import units
 from ..child import ChildResult, measure_in_child
 from ..harness import Case, CaseResult, Context, Goal, Table
+from ..servers import REPO_ID, file_serving, files_of, hub_serving
 
 LIMIT_BYTES = 256 * 10**6
-WARM_FILES = 1000
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,23 @@ def _image_dir(ctx: Context, total_bytes: int) -> Iterator[Served]:
     yield Served(f"dir://{ctx.data.model_dir(total_bytes)}")
 
 
-SOURCE_KINDS: dict[str, SourceKind] = {"dir://": _image_dir}
+@contextlib.contextmanager
+def _hub(ctx: Context, total_bytes: int) -> Iterator[Served]:
+    with hub_serving(files_of(ctx.data.model_dir(total_bytes))) as (hub, _sha):
+        yield Served(f"hf://{REPO_ID}", {"HF_ENDPOINT": hub.url})
+
+
+@contextlib.contextmanager
+def _urls(ctx: Context, total_bytes: int) -> Iterator[Served]:
+    with file_serving(files_of(ctx.data.model_dir(total_bytes))) as (_server, uri):
+        yield Served(uri)
+
+
+SOURCE_KINDS: dict[str, SourceKind] = {
+    "dir://": _image_dir,
+    "hf:// (fake Hub)": _hub,
+    "http:// (one URL per file)": _urls,
+}
 
 
 def run(ctx: Context) -> CaseResult:
@@ -54,10 +70,11 @@ def run(ctx: Context) -> CaseResult:
             shutil.rmtree(store)
             populates.append(result)
             rows.append((f"populate {kind}, {units.size(total)}", result))
-    files = ctx.data.file_set(WARM_FILES)
-    ctx.say(f"case 6: warm check, {WARM_FILES:,} files")
+    count = max(ctx.settings.file_counts)
+    files = ctx.data.file_set(count)
+    ctx.say(f"case 6: warm check, {count:,} files")
     warm = measure_in_child("warm", files.source_uri, str(files.store_dir))
-    rows.append((f"warm ensure(dir://…), {WARM_FILES:,} files", warm))
+    rows.append((f"warm ensure(dir://…), {count:,} files", warm))
     table = Table("Peak RSS of one fresh process", ["process", "peak RSS", "above baseline", "wall time"])
     for label, result in rows:
         above = (result.peak_rss_bytes - baseline.peak_rss_bytes) / 1e6
@@ -74,6 +91,8 @@ def run(ctx: Context) -> CaseResult:
             "Each measurement is its own process, so nothing else the run did is counted; the baseline "
             "row is the interpreter plus `import weightcache`.",
             "Page cache is not resident memory: file data read or written does not count here.",
+            "The Hub and URL sources download from weightcache's fake Hub and file server on 127.0.0.1, "
+            "run by the parent process (not counted).",
             f"Two model sizes, {units.size(sizes[0])} and {units.size(sizes[1])}: "
             "the peak must not grow with size.",
         ],
