@@ -24,7 +24,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="tiny data, one run each (CI): checks the harness"
     )
     parser.add_argument(
-        "--size-gib", type=float, default=4.0, help="model size for cases 2, 5, 6 (default 4)"
+        "--size-gib",
+        type=float,
+        default=4.0,
+        help="model size for cases 2, 5, 6 (default 4; needs about that much free RAM)",
     )
     parser.add_argument(
         "--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md", help="where to write the report"
@@ -53,11 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     out, err = Console(), Console(stderr=True)
     context = Context(settings, data, err)
-    machine_rows, load_before, started = (
-        machine.describe(args.data_dir),
-        machine.load_average(),
-        time.perf_counter(),
-    )
+    machine_rows, load_before = machine.describe(args.data_dir), machine.load_average()
+    started = time.perf_counter()
     results: list[tuple[Case, CaseResult]] = []
     try:
         for case in cases:
