@@ -16,7 +16,9 @@ MAX_MODULE_LINES = 400
 
 
 def _modules() -> list[Path]:
-    return sorted([*PACKAGE.rglob("*.py"), *(ROOT / "bench").rglob("*.py")])
+    return sorted(
+        [*PACKAGE.rglob("*.py"), *(ROOT / "examples").rglob("*.py"), *(ROOT / "bench").rglob("*.py")]
+    )
 
 
 def test_ruff_is_clean() -> None:
@@ -24,7 +26,11 @@ def test_ruff_is_clean() -> None:
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed (it is in the test extra)")
     result = subprocess.run(
-        [ruff, "check", "src", "tests", "bench"], cwd=ROOT, capture_output=True, text=True, check=False
+        [ruff, "check", "src", "tests", "examples", "bench"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -102,3 +102,18 @@ class CommitError(StoreError):
 
 class LinkError(WeightCacheError):
     """An entry could not be linked to the destination asked for."""
+
+
+# --- reading and loading weights -----------------------------------------------------------
+
+
+class LoadError(WeightCacheError):
+    """Weights could not be prefetched or loaded onto a device."""
+
+
+class WeightFileNotFoundError(LoadError, FileNotFoundError):
+    """A file or directory to prefetch or load does not exist, or holds no weights to load."""
+
+
+class SafetensorsFormatError(LoadError, ValueError):
+    """A safetensors file is malformed (truncated, bad header, misfit offsets) or holds an unknown dtype."""

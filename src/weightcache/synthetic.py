@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .constants import CHUNK_BYTES
-
-_DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "I64": 8, "I32": 4, "U8": 1}
+from .safetensors_format import DTYPE_BITS
 
 
 def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> int:
@@ -28,7 +27,7 @@ def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> 
         count = 1
         for dim in shape:
             count *= dim
-        length = count * _DTYPE_BYTES[dtype]
+        length = count * DTYPE_BITS[dtype] // 8
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + length]}
         offset += length
     encoded = json.dumps(header, separators=(",", ":")).encode()
