@@ -14,7 +14,9 @@ CASES: list[Case] = [
     memory.CASE,
 ]
 
-#: What the issue asks for that this harness cannot measure yet, and why (shown in the report).
+#: What the issue asks for that this run does not measure, and where it is measured (shown in the report).
 NOT_YET: list[str] = [
-    "7. GPU load: measured by the GPU loader's own `bench/gpu_load.py` (issue 5), not merged yet.",
+    "7. GPU load: needs a GPU, so it has its own harness, `python -m bench.gpu_load` (loaders side by "
+    "side) and `python -m bench.cold_start` (a whole cold start); their numbers and how to run them "
+    "are in [gpu-loading.md](gpu-loading.md).",
 ]
