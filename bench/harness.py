@@ -25,7 +25,7 @@ MIB = 1024**2
 
 @dataclass(frozen=True)
 class Settings:
-    """How big and how often: ``full()`` for the real run, ``quick()`` to keep the harness working in CI."""
+    """How big and how often: ``full()`` for the real run, ``quick_run()`` to keep the harness alive in CI."""
 
     quick: bool
     model_bytes: int
@@ -101,11 +101,6 @@ class Stats:
     def median(self) -> float:
         """The median run."""
         return statistics.median(self.runs)
-
-    @property
-    def spread(self) -> str:
-        """``min-max`` of the runs, for the report."""
-        return f"{min(self.runs):.3g}-{max(self.runs):.3g} s" if len(self.runs) > 1 else "1 run"
 
 
 def time_runs(run: Callable[[], object], *, runs: int, before: Callable[[], object] | None = None) -> Stats:

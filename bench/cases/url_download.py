@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import statistics
 from collections.abc import Callable
 from functools import partial
 
@@ -113,8 +114,7 @@ def _download(ctx: Context, client: Client, url: str, sha256: str) -> float:
 
 
 def _median(runs: int, measure: Callable[[], float]) -> float:
-    times = sorted(measure() for _ in range(runs))
-    return times[len(times) // 2]
+    return statistics.median(measure() for _ in range(runs))
 
 
 def _with_drop(runs: int, arm: Callable[[], None], download: Callable[[], float]) -> float | str:

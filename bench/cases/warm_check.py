@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 
@@ -133,13 +134,14 @@ def _import_table(ctx: Context) -> Table:
     table = Table(
         "Import, once per container start (median wall time in a fresh process)", ["module", "import time"]
     )
-    runs = ctx.settings.runs
     for name, target in IMPORTS.items():
         if peer(name) is None:
             table.rows.append([name, MISSING_PEER])
             continue
-        times = sorted(measure_in_child("import", target).seconds for _ in range(runs))
-        table.rows.append([target.replace(":", " → "), units.duration(times[len(times) // 2])])
+        seconds = statistics.median(
+            measure_in_child("import", target).seconds for _ in range(ctx.settings.runs)
+        )
+        table.rows.append([target.replace(":", " → "), units.duration(seconds)])
     return table
 
 
