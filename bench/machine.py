@@ -11,8 +11,9 @@ from pathlib import Path
 
 from .harness import peer_version
 
-#: Distributions whose versions the report names: ours, the peers, and what our hashing runs on.
-DISTRIBUTIONS = ("weightcache", "huggingface_hub", "pooch", "blake3", "modal")
+#: Distributions whose versions the report names: ours, the peers (pooch downloads with requests), and
+#: what our hashing and the Modal store run on.
+DISTRIBUTIONS = ("weightcache", "huggingface_hub", "pooch", "requests", "blake3", "modal")
 
 
 def describe(data_dir: Path) -> list[tuple[str, str]]:

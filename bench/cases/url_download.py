@@ -29,7 +29,8 @@ CONDITIONS = [
     "weightcache and pooch check the SHA-256 (weightcache also computes BLAKE3); the plain stream "
     "checks nothing.",
     "The drop cuts one response half-way through the transfer: the stream at half the file, one of "
-    "weightcache's ranges (all in flight at once) at half its length.",
+    "weightcache's ranges (all in flight at once) at half its length. What a drop costs is the difference "
+    "of two medians (of single runs for single streams): a few hundred ms either way is noise.",
 ]
 
 CLIENTS: dict[str, Client] = {
