@@ -78,14 +78,17 @@ class Mount:
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Mount]]:
-    """Mount tmpfs filesystems of a given size (needs root, as CI and dev machines run; else skipped)."""
+    """Mount tmpfs filesystems of a given size, or with given options such as ``nr_inodes=12``.
+
+    Needs root, as CI and dev machines run; else the test is skipped.
+    """
     mounts: list[Path] = []
 
     def mount(size: str = "64m") -> Mount:
         path = tmp_path / f"tmpfs{len(mounts)}"
         path.mkdir()
         done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            ["mount", "-t", "tmpfs", "-o", size if "=" in size else f"size={size}", "tmpfs", str(path)],
             capture_output=True,
             check=False,
         )

@@ -8,10 +8,11 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .constants import default_store_root
+from .constants import MANIFEST_SCHEMA_VERSION, default_store_root
 from .entry import Entry
-from .errors import EntryNotFoundError
+from .errors import EntryInUseError, EntryNotFoundError, ManifestError
 from .gc import GcReport, collect_garbage, remove_entry_dir
+from .inuse import hold, release
 from .layout import entry_key, is_valid_key
 from .linking import LinkMode, link_entry
 from .manifest import Manifest
@@ -22,7 +23,7 @@ from .providers.base import Source, Store
 from .providers.local_store import LocalStore
 from .refs import read_ref, write_ref
 from .registry import SourceLike, parse_source
-from .verify import VerifyReport, load_manifest, stat_problems, verify_entry
+from .verify import VerifyReport, load_manifest, newer_schema, stat_problems, verify_entry
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ class WeightCache:
         rehashes a cached entry and re-fetches it if damaged; ``refresh`` asks a remote source
         for its latest version instead of using the one remembered in the store.
         ``link_to`` links the files into that directory (see :meth:`link`).
+
+        The entry is held in use until this process exits or calls :meth:`release`: another
+        process's ``gc`` or ``rm`` does not remove it meanwhile.
         """
         src = parse_source(source)
         version, origin = self._version(src, refresh=refresh)
@@ -90,7 +94,7 @@ class WeightCache:
             version, origin = src.resolve(), "source"
             entry, seen = self._lookup(src, version, deep=repair, force=force)
         if entry is None:
-            entry = self._populate(src, version, seen=seen, progress=progress)
+            entry = self._populate(src, version, seen=seen, reuse=not (force or repair), progress=progress)
         if origin == "source" and src.offline_first:
             self._remember(src, entry)
         if link_to is not None:
@@ -161,13 +165,26 @@ class WeightCache:
 
     # --- changing ---------------------------------------------------------------------------
 
-    def remove(self, entry: Entry | str) -> None:
-        """Remove an entry (waits for a populate of it to finish first)."""
+    def remove(self, entry: Entry | str, *, force: bool = False) -> None:
+        """Remove an entry (waits for a populate of it to finish first).
+
+        An entry another process got from ``ensure()`` and still holds is refused with
+        :class:`EntryInUseError`, unless ``force``: then that process's open files stay readable
+        but its symlinks into the entry dangle.
+        """
         key = entry.key if isinstance(entry, Entry) else entry
         self.get(key)
         with self.store.populate_lock(key, timeout=self.lock_timeout):
-            remove_entry_dir(self.store, key, self.store.layout.entry_dir(key))
+            if not remove_entry_dir(self.store, key, self.store.layout.entry_dir(key), force=force):
+                raise EntryInUseError(
+                    f"entry {key} in store {self.store.describe()} is in use by another process; "
+                    "stop that process first, or remove it anyway with force=True (--force)"
+                )
         self.store.persist()
+
+    def release(self, entry: Entry | str) -> None:
+        """Stop holding an entry this process got from ``ensure()``: other processes may remove it again."""
+        release(self.store.use_lock_path(entry.key if isinstance(entry, Entry) else entry))
 
     def gc(self, *, keep: int = 1, dry_run: bool = False) -> GcReport:
         """Keep the ``keep`` newest versions of each source, remove the rest (see :mod:`weightcache.gc`)."""
@@ -206,8 +223,12 @@ class WeightCache:
     def _lookup(
         self, src: Source, version: str, *, deep: bool, force: bool
     ) -> tuple[Entry | None, Manifest | None]:
-        """The usable entry for ``version`` if any (never with ``force``), and the manifest seen."""
+        """The usable entry for ``version`` if any (never with ``force``), and the manifest seen.
+
+        The entry is held in use first (see :mod:`weightcache.inuse`), so once found it stays.
+        """
         key = self._key(src, version)
+        hold(self.store.use_lock_path(key))
         manifest = load_manifest(self.store.layout, key)
         if force:
             return None, manifest
@@ -215,6 +236,7 @@ class WeightCache:
             self.store.refresh()  # another machine may have published it
             manifest = load_manifest(self.store.layout, key)
             if manifest is None:
+                self._refuse_newer(key)
                 return None, None
         report_problems = stat_problems(self.store.layout.files_dir(key), manifest)
         if not report_problems and deep:
@@ -228,12 +250,21 @@ class WeightCache:
             return None, manifest
         return self._entry(manifest, hit=True), manifest
 
+    def _refuse_newer(self, key: str) -> None:
+        schema = newer_schema(self.store.layout, key)
+        if schema is not None:
+            raise ManifestError(
+                f"entry {key} in store {self.store.describe()} was written by a newer weightcache (manifest "
+                f"schema {schema}, this release reads {MANIFEST_SCHEMA_VERSION}); upgrade weightcache"
+            )
+
     def _populate(
         self,
         src: Source,
         version: str,
         *,
         seen: Manifest | None,
+        reuse: bool,
         progress: ProgressCallback | None,
     ) -> Entry:
         key = self._key(src, version)
@@ -246,8 +277,8 @@ class WeightCache:
                 and not stat_problems(self.store.layout.files_dir(key), current)
             ):
                 return self._entry(current, hit=True)  # another process populated it while we waited
-            manifest = populate(self.store, src, version, key, lock, progress=progress)
-            write_ref(self.store.layout, src.uri, version, key)
+            manifest = populate(self.store, src, version, key, lock, progress=progress, reuse=reuse)
+            self._write_ref(src, version, key)
             self.store.persist()
         return self._entry(manifest, hit=False)
 
@@ -255,14 +286,16 @@ class WeightCache:
         ref = read_ref(self.store.layout, src.uri)
         if ref is not None and (ref.version, ref.key) == (entry.version, entry.key):
             return
+        if self._write_ref(src, entry.version, entry.key):
+            self.store.persist()
+
+    def _write_ref(self, src: Source, version: str, key: str) -> bool:
         try:
-            write_ref(self.store.layout, src.uri, entry.version, entry.key)
-        except OSError as exc:  # a read-only store still serves hits; it just cannot remember this one
-            logger.info(
-                "not recording %s -> %s in %s: %s", src.uri, entry.version, self.store.describe(), exc
-            )
-            return
-        self.store.persist()
+            write_ref(self.store.layout, src.uri, version, key)
+        except OSError as exc:  # a read-only or full store still serves the entry; it just cannot remember it
+            logger.info("not recording %s -> %s in %s: %s", src.uri, version, self.store.describe(), exc)
+            return False
+        return True
 
     def _entry(self, manifest: Manifest, *, hit: bool) -> Entry:
         return Entry(

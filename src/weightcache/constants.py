@@ -14,6 +14,13 @@ MANIFEST_SCHEMA_VERSION = 1
 #: Every contender for an entry's populate lease must agree on this (filelock checks it).
 LEASE_SECONDS = 60.0
 
+#: How often a process waiting for a populate lease looks for a lease file left empty by a kill.
+LEASE_POLL_SECONDS = 1.0
+
+#: A lease file empty and unchanged this long was abandoned between its creation and its record
+#: (a live holder writes the record microseconds after creating the file; filelock waits 2 s too).
+EMPTY_LEASE_SECONDS = 2.0
+
 #: Size of one read/write chunk when streaming a file (large enough to amortise syscalls,
 #: small enough that a pool of copy threads stays well under 256 MB).
 CHUNK_BYTES = 8 * 1024 * 1024

@@ -85,6 +85,10 @@ class EntryNotFoundError(StoreError):
     """No entry with that key (or for that source) is in the store."""
 
 
+class EntryInUseError(StoreError):
+    """An entry cannot be removed because another process is using it."""
+
+
 class ManifestError(StoreError):
     """A manifest on disk is truncated, not JSON, or describes files it may not."""
 

@@ -19,10 +19,13 @@ def safe_relpath(name: str) -> str:
     """Return ``name`` as a normalised relative POSIX path, or raise :class:`UnsafePathError`.
 
     Rejects what could escape an entry directory: absolute paths, ``..`` parts, empty
-    names, NUL bytes and backslashes (a Windows separator that POSIX would keep in a name).
+    names, NUL bytes and backslashes (a Windows separator that POSIX would keep in a name);
+    and names that are not valid UTF-8, which a manifest (JSON) cannot record.
     """
     if not name or "\x00" in name or "\\" in name:
         raise UnsafePathError(f"file name {name!r} is not a usable relative path; rename the file")
+    if not name.isascii():
+        check_utf8(name)
     path = PurePosixPath(name)
     if path.is_absolute() or any(part in ("..", "") for part in path.parts):
         raise UnsafePathError(
@@ -32,6 +35,17 @@ def safe_relpath(name: str) -> str:
     if not parts:
         raise UnsafePathError(f"file name {name!r} names no file; use a plain relative path")
     return "/".join(parts)
+
+
+def check_utf8(name: str) -> None:
+    """Raise :class:`UnsafePathError` if ``name`` (as ``os`` decodes file names) is not valid UTF-8."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise UnsafePathError(
+            f"file name {os.fsencode(name)!r} is not valid UTF-8, so a manifest cannot record it; "
+            "rename the file"
+        ) from None
 
 
 def unique_suffix() -> str:
@@ -47,6 +61,12 @@ def fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def fsync_tree_dirs(root: Path) -> None:
+    """Flush every directory under ``root`` (inclusive): the names of files just written survive a crash."""
+    for dirpath, _dirs, _files in os.walk(root):
+        fsync_dir(Path(dirpath))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

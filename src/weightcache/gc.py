@@ -11,11 +11,12 @@ from pydantic import BaseModel
 
 from .errors import LockTimeoutError, WeightCacheError
 from .fsutil import remove_tree, tree_size, unique_suffix
+from .inuse import exclusive
 from .manifest import Manifest
 from .populate import leftover_key, leftovers
 from .providers.base import Store
 from .refs import all_refs, drop_refs_to
-from .verify import load_manifest
+from .verify import load_manifest, newer_schema
 
 RemovalReason = Literal["old-version", "incomplete", "leftover"]
 
@@ -43,8 +44,9 @@ class GcReport(BaseModel):
 def collect_garbage(store: Store, *, keep: int, dry_run: bool) -> GcReport:
     """Keep the ``keep`` newest entries of each source (and any a ref points to); remove the rest.
 
-    Also removes entry directories without a valid manifest and staging or trash left by
-    killed processes. An entry whose populate lock is held right now is skipped, not waited for.
+    Also removes entry directories without a valid manifest (but not those a newer weightcache
+    wrote) and staging or trash left by killed processes. An entry being populated or in use
+    by another process right now is skipped (reported busy), not waited for.
     """
     if keep < 1:
         raise WeightCacheError(
@@ -56,11 +58,11 @@ def collect_garbage(store: Store, *, keep: int, dry_run: bool) -> GcReport:
     if layout.entries_dir.is_dir():
         for entry_dir in sorted(layout.entries_dir.iterdir()):
             manifest = load_manifest(layout, entry_dir.name)
-            if manifest is None:
+            if manifest is None and newer_schema(layout, entry_dir.name) is None:
                 candidates.append(
                     (Removal(key=entry_dir.name, reason="incomplete", bytes=tree_size(entry_dir)), entry_dir)
                 )
-            else:
+            elif manifest is not None:
                 by_source[manifest.source].append(manifest)
     referenced = {ref.key for ref in all_refs(layout)}
     for manifests in by_source.values():
@@ -93,33 +95,41 @@ def collect_garbage(store: Store, *, keep: int, dry_run: bool) -> GcReport:
     )
 
 
-def remove_entry_dir(store: Store, key: str, path: Path) -> None:
+def remove_entry_dir(store: Store, key: str, path: Path, *, force: bool = False) -> bool:
     """Make ``path`` vanish at once (rename to trash), forget refs to ``key``, then delete it.
 
-    The caller holds ``key``'s populate lock. A process with files of the entry open keeps
-    reading them (POSIX keeps unlinked files alive); symlinks into the entry dangle.
+    The caller holds ``key``'s populate lock. An entry another process holds in use (see
+    :mod:`weightcache.inuse`) is left alone and ``False`` returned, unless ``force``: then a
+    process with its files open keeps reading them (POSIX keeps unlinked files alive), but
+    symlinks into the entry dangle.
     """
     layout = store.layout
     layout.trash_dir.mkdir(parents=True, exist_ok=True)
     aside = layout.trash_dir / f"{key}.{unique_suffix()}"
-    with contextlib.suppress(FileNotFoundError):
-        path.rename(aside)
-    drop_refs_to(layout, key)
+    use_file = store.use_lock_path(key)
+    with exclusive(use_file) as unused:
+        if not (unused or force):
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            path.rename(aside)
+        drop_refs_to(layout, key)
+        use_file.unlink(missing_ok=True)
     remove_tree(aside)
+    return True
 
 
 def _completed_meanwhile(store: Store, key: str, reason: RemovalReason) -> bool:
-    # A populate may have written the manifest between the scan and taking the lock.
+    # A repair may have published a valid entry between the scan and taking the lock.
     return reason == "incomplete" and load_manifest(store.layout, key) is not None
 
 
 def _remove_unlocked(store: Store, key: str, path: Path, reason: RemovalReason) -> bool:
+    """Remove ``path`` unless its entry is being populated or used right now; say whether it was."""
     try:
         with store.populate_lock(key, timeout=0):
             if path.parent != store.layout.entries_dir:
                 remove_tree(path)
-            elif not _completed_meanwhile(store, key, reason):
-                remove_entry_dir(store, key, path)
+                return True
+            return not _completed_meanwhile(store, key, reason) and remove_entry_dir(store, key, path)
     except LockTimeoutError:
         return False
-    return True

@@ -9,6 +9,7 @@
       .weightcache/trash/<key>.<token>/     replaced entries being deleted
       .weightcache/refs/<hash>.json         which version a source URI last resolved to
       .weightcache/locks/<key>.lock         populate leases
+      .weightcache/locks/<key>.use          in-use holds (see inuse.py)
 """
 
 from __future__ import annotations

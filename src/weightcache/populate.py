@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from .errors import EmptySourceError
-from .fsutil import fsync_dir, remove_tree, store_write_errors, unique_suffix
-from .layout import StoreLayout
+from .fsutil import fsync_dir, fsync_tree_dirs, remove_tree, store_write_errors, unique_suffix
+from .layout import FILES_DIR_NAME, MANIFEST_NAME, StoreLayout
 from .manifest import FileRecord, Manifest, write_manifest
 from .progress import ProgressCallback
 from .providers.base import PopulateLock, Source, Store
@@ -28,12 +28,17 @@ def populate(
     lock: PopulateLock,
     *,
     progress: ProgressCallback | None = None,
+    reuse: bool = True,
 ) -> Manifest:
     """Fetch ``version`` of ``source`` and publish it as entry ``key``; return its manifest.
 
+    ``reuse`` lets the source take unchanged files from earlier entries (see
+    :meth:`Staging.try_reuse`) without rehashing them; a repair must not, since the damage it
+    repairs may be in those very files (hardlinked entries share them).
+
     Nothing is visible under ``entries/`` until every file is written, hashed, checked and
-    fsynced; the manifest, written last, is what makes it an entry. On any error the
-    staging directory is removed and earlier entries are untouched.
+    fsynced and the manifest written beside them; one rename then publishes the entry. On any
+    error the staging directory is removed and earlier entries are untouched.
     """
     layout = store.layout
     reclaim_abandoned(layout, key)
@@ -41,7 +46,7 @@ def populate(
         layout.staging_dir / f"{key}.{unique_suffix()}",
         store_name=store.describe(),
         progress=progress,
-        known_files=lambda: files_by_sha256(layout, source.identity),
+        known_files=(lambda: files_by_sha256(layout, source.identity)) if reuse else None,
     )
     started = time.perf_counter()
     logger.info("populating %s from %s (version %s)", key, source.uri, version)
@@ -74,8 +79,14 @@ def populate(
     return manifest
 
 
-def publish(layout: StoreLayout, staged: os.PathLike[str], manifest: Manifest) -> None:
-    """Move a complete staging directory into place as ``entries/<key>``, then write its manifest."""
+def publish(layout: StoreLayout, staged: Path, manifest: Manifest) -> None:
+    """Write the manifest into a complete staging directory, then rename it into place as ``entries/<key>``.
+
+    The rename is the commit: the entry appears with its manifest, all at once, so no failure
+    (a full disk, a kill) can leave a directory under ``entries/`` that lacks one.
+    """
+    write_manifest(staged / MANIFEST_NAME, manifest)
+    fsync_tree_dirs(staged / FILES_DIR_NAME)
     entry_dir = layout.entry_dir(manifest.key)
     layout.entries_dir.mkdir(parents=True, exist_ok=True)
     replaced = None
@@ -84,7 +95,6 @@ def publish(layout: StoreLayout, staged: os.PathLike[str], manifest: Manifest) -
         os.rename(entry_dir, replaced)
     os.rename(staged, entry_dir)
     fsync_dir(layout.entries_dir)
-    write_manifest(layout.manifest_path(manifest.key), manifest)
     if replaced is not None:
         remove_tree(replaced)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -11,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .constants import IO_THREADS
+from .constants import IO_THREADS, MANIFEST_SCHEMA_VERSION
 from .errors import ManifestError
 from .hashing import hash_file
 from .layout import StoreLayout
@@ -48,6 +49,18 @@ def load_manifest(layout: StoreLayout, key: str) -> Manifest | None:
     except (OSError, ManifestError):
         return None
     return manifest if manifest.key == key else None
+
+
+def newer_schema(layout: StoreLayout, key: str) -> int | None:
+    """The schema of entry ``key``'s manifest when a newer weightcache wrote it, else ``None``.
+
+    Such an entry is not this release's to use, repair or collect: it is left alone.
+    """
+    try:
+        schema = json.loads(layout.manifest_path(key).read_bytes()).get("schema_version")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return schema if isinstance(schema, int) and schema > MANIFEST_SCHEMA_VERSION else None
 
 
 def stat_problems(files_dir: Path, manifest: Manifest) -> list[Problem]:

@@ -163,12 +163,15 @@ def verify(
 @command("rm")
 def remove(
     key: Annotated[str, typer.Argument(help="The key of the entry to remove (see ls).")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Remove it even while another process uses it.")
+    ] = False,
     store: StoreOpt = None,
     json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Remove one entry."""
-    open_cache(store).remove(key)
+    """Remove one entry (refused while another process uses it, unless --force)."""
+    open_cache(store).remove(key, force=force)
     if json:
         print_json({"removed": key})
     else:

@@ -112,5 +112,9 @@ class Store(ABC):
     def populate_lock(self, key: str, *, timeout: float | None) -> AbstractContextManager[PopulateLock]:
         """A lock held while populating entry ``key``, so concurrent callers fetch once."""
 
+    def use_lock_path(self, key: str) -> Path:
+        """The file whose shared locks mark entry ``key`` in use (see :mod:`weightcache.inuse`)."""
+        return self.layout.locks_dir / f"{key}.use"
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()!r})"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..constants import IO_THREADS
 from ..errors import EmptySourceError, SourceChangedError, SourceNotFoundError, UnsafePathError
+from ..fsutil import check_utf8
 from ..layout import short_hash
 from ..parallel import run_parallel
 from ..staging import Staging
@@ -132,4 +133,7 @@ def _check_link_inside(path: str, relpath: str, real_root: str) -> None:
 
 def _fingerprint(files: list[_SourceFile]) -> str:
     listing = "\n".join(f"{item.relpath}\0{item.size}\0{item.mtime_ns}" for item in files)
+    if not listing.isascii():  # the rare case; find a name that is not UTF-8 before hashing fails on it
+        for item in files:
+            check_utf8(item.path)
     return f"stat-{short_hash(listing, 20)}"

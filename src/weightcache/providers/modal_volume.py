@@ -144,6 +144,10 @@ class ModalVolumeStore(Store):
                 self.prepare_for_writes()  # a reload may have dropped directories not yet committed
                 yield local
 
+    def use_lock_path(self, key: str) -> Path:
+        """In-use holds stay on local disk too: a hold is an open file, and one on the Volume stops reload."""
+        return self._lock_dir / f"{key}.use"
+
     def try_reload(self) -> bool:
         """Reload the Volume; on failure log what was skipped and return ``False``.
 
