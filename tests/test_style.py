@@ -25,7 +25,11 @@ def test_ruff_is_clean() -> None:
         pytest.skip("ruff is not installed (it is in the test extra)")
     root = PACKAGE.parents[1]
     result = subprocess.run(
-        [ruff, "check", "src", "tests", "examples"], cwd=root, capture_output=True, text=True, check=False
+        [ruff, "check", "src", "tests", "examples", "bench"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -1,0 +1,130 @@
+"""Case 3: a herd of containers cold-starting together on one (fake) Modal Volume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from .. import units
+from ..child import REPO_ROOT
+from ..harness import Case, CaseResult, Context, Goal, Table
+from ..herd_container import SHORT_LEASE
+from ..servers import files_of, hub_bytes_requested, hub_serving
+
+#: Herd pattern (see bench.herd_container) -> how the report names it.
+PATTERNS = {
+    "weightcache": "weightcache ensure(hf://…), default lease timings",
+    "weightcache-short-lease": (
+        f"weightcache ensure(hf://…), lease settle {SHORT_LEASE.settle_seconds:g} s, "
+        f"poll {SHORT_LEASE.poll_seconds:g} s"
+    ),
+    "modal-examples": "Modal's examples: Volume as HF cache, snapshot_download, commit",
+}
+GOAL_BYTES = 1.1
+
+
+@dataclass(frozen=True)
+class HerdResult:
+    """One herd: bytes asked of the source, containers that did not hit, time until all had weights."""
+
+    source_bytes: int
+    fetchers: int
+    seconds: float
+
+
+def run(ctx: Context) -> CaseResult:
+    """Start the same herd once per pattern, each on a fresh Volume, against one fake Hub."""
+    files = files_of(ctx.data.model_dir(ctx.settings.herd_bytes))
+    model_bytes = sum(path.stat().st_size for path in files.values())
+    size = ctx.settings.herd_containers
+    results: dict[str, HerdResult] = {}
+    with hub_serving(files) as (hub, _sha):
+        for pattern in PATTERNS:
+            ctx.say(f"case 3: {size} containers, {pattern}")
+            before = hub_bytes_requested(hub, files)
+            fetchers, seconds = _herd(ctx, pattern, size, {"HF_ENDPOINT": hub.url})
+            results[pattern] = HerdResult(hub_bytes_requested(hub, files) - before, fetchers, seconds)
+    table = Table(
+        f"{size} containers start at once, {units.size(model_bytes)} model, empty Volume (one run each)",
+        ["pattern", "containers that fetched", "bytes from the source", "x model", "until all have weights"],
+    )
+    for pattern, label in PATTERNS.items():
+        result = results[pattern]
+        table.rows.append(
+            [
+                label,
+                f"{result.fetchers} of {size}",
+                units.size(result.source_bytes),
+                units.ratio(result.source_bytes / model_bytes),
+                units.duration(result.seconds),
+            ]
+        )
+    ours = results["weightcache"].source_bytes / model_bytes
+    return CaseResult(
+        measures=(
+            f"{size} simulated Modal containers, each a real process with its own view of one "
+            "`FakeModalVolume`, start together on an empty Volume and load the same Hub repository: "
+            "the bytes the Hub served, and the time until every container has the weights."
+        ),
+        floor="the model's bytes, fetched once.",
+        conditions=[
+            "The Hub is weightcache's `FakeHub` on 127.0.0.1 (no cap per connection), run by the parent.",
+            "Like Modal, a container sees the Volume as of its start plus its own writes; others' commits "
+            "appear only after a reload. The fake's commit and reload copy files on local disk.",
+            "weightcache's waiters poll the Volume for the holder's lease and entry: with the default "
+            "timings (settle 3 s, poll 5 s, suited to 30 GB models), those pauses dominate the time on a "
+            "small model; the second row shows the same protocol with shorter timings.",
+        ],
+        tables=[table],
+        goals=[
+            Goal(
+                f"a herd fetches at most {GOAL_BYTES}x the model's bytes",
+                ours <= GOAL_BYTES,
+                f"weightcache {units.ratio(ours)}; Modal's examples "
+                f"{units.ratio(results['modal-examples'].source_bytes / model_bytes)}",
+            )
+        ],
+    )
+
+
+def _herd(ctx: Context, pattern: str, size: int, env: dict[str, str]) -> tuple[int, float]:
+    """Run ``size`` containers of ``pattern``; return how many did not hit, and seconds until all loaded."""
+    volume, ready = ctx.scratch("volume"), ctx.scratch("ready")
+    command = [sys.executable, "-m", "bench.herd_container", pattern, str(volume), str(ready)]
+    containers = [
+        subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(size)
+    ]
+    while len(list(ready.glob("*.ready"))) < size:
+        if any(container.poll() is not None for container in containers):
+            break  # one died before it was ready: communicate() below reports it
+        time.sleep(0.01)
+    started = time.time()
+    (ready / "go").touch()
+    outcomes = [_outcome(container) for container in containers]
+    shutil.rmtree(volume)
+    return sum(1 for outcome in outcomes if not outcome["hit"]), max(
+        o["finished_at"] for o in outcomes
+    ) - started
+
+
+def _outcome(container: subprocess.Popen[str]) -> dict[str, object]:
+    out, err = container.communicate(timeout=600)
+    if container.returncode != 0:
+        raise RuntimeError(f"a herd container failed:\n{err.strip()}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+CASE = Case(3, "Herd on a Modal Volume", run)

@@ -1,0 +1,66 @@
+"""One simulated Modal container of case 3's herd (``python -m bench.herd_container PATTERN VOLUME READY``).
+
+It opens its view of the fake Volume and sets up, says it is ready, waits for the parent's
+``go`` so that the whole herd starts at once, loads the weights with its pattern, and prints
+one JSON line: whether it found them cached, and when it had them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from weightcache import LeaseSettings, ModalVolumeStore, WeightCache
+from weightcache.testing import FakeModalVolume, FakeVolumeContainer
+
+from .servers import REPO_ID
+
+#: Lease timings scaled to a model that downloads in seconds (the defaults suit 30 GB ones).
+SHORT_LEASE = LeaseSettings(lease_seconds=10, heartbeat_seconds=1, poll_seconds=0.25, settle_seconds=0.5)
+
+Load = Callable[[], "bool | None"]
+
+
+def _weightcache(container: FakeVolumeContainer, lease: LeaseSettings) -> Load:
+    cache = WeightCache(ModalVolumeStore(container, container.mount_path, lease=lease))
+    return lambda: cache.ensure(f"hf://{REPO_ID}").hit
+
+
+def _modal_examples(container: FakeVolumeContainer) -> Load:
+    from huggingface_hub import snapshot_download
+
+    def load() -> None:
+        # Modal's examples mount the Volume as the HF cache, download, then commit.
+        snapshot_download(REPO_ID, cache_dir=container.mount_path / "hf", endpoint=os.environ["HF_ENDPOINT"])
+        container.commit()
+
+    return load
+
+
+PATTERNS: dict[str, Callable[[FakeVolumeContainer], Load]] = {
+    "weightcache": lambda container: _weightcache(container, LeaseSettings()),
+    "weightcache-short-lease": lambda container: _weightcache(container, SHORT_LEASE),
+    "modal-examples": _modal_examples,
+}
+
+
+def main() -> None:
+    """Container side: set up, report ready, wait for ``go``, load, print the outcome."""
+    pattern, volume_root, ready_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    container = FakeModalVolume(volume_root).container()
+    load = PATTERNS[pattern](container)
+    (ready_dir / f"{os.getpid()}.ready").touch()
+    while not (ready_dir / "go").exists():
+        time.sleep(0.005)
+    hit = load()
+    finished_at = time.time()
+    container.exit()
+    print(json.dumps({"hit": hit, "finished_at": finished_at}))
+
+
+if __name__ == "__main__":
+    main()
