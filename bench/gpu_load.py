@@ -26,7 +26,6 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import weightcache
@@ -34,64 +33,13 @@ from weightcache.prefetch import prefetch
 from weightcache.safetensors_format import read_layout
 from weightcache.synthetic import write_safetensors
 
+from .gpu_loaders import LOADERS
+
 GIB = 1024**3
 FILL_ROW = "page-cache fill (prefetch: 16 threads, sendfile, no copy)"
 # Ceiling rows -> the worker that measures them (the fill runs in this process).
 CEILINGS = {FILL_ROW: "", "raw parallel read (16 threads, preadv into memory)": "raw-read"}
 PEERS = {"runai": "runai-model-streamer", "fastsafetensors": "fastsafetensors"}
-
-
-# --- loaders (run inside a worker process) -------------------------------------------------
-
-
-# Each returns the load function after importing what it needs, so imports stay off the clock.
-
-
-def ours() -> Callable:
-    from weightcache.torch import load_safetensors
-
-    return lambda paths, device: load_safetensors(paths, device=device)
-
-
-def safetensors_lib() -> Callable:
-    from safetensors.torch import load_file
-
-    def load(paths: list[str], device) -> dict:
-        tensors = {}
-        for path in paths:
-            tensors.update(load_file(path, device=str(device)))
-        return tensors
-
-    return load
-
-
-def runai() -> Callable:
-    from runai_model_streamer import SafetensorsStreamer
-
-    def load(paths: list[str], device) -> dict:
-        with SafetensorsStreamer() as streamer:
-            streamer.stream_files(paths, device=str(device))
-            return {name: tensor.to(device) for name, tensor in streamer.get_tensors()}
-
-    return load
-
-
-def fastsafetensors() -> Callable:
-    from fastsafetensors import fastsafe_open
-
-    def load(paths: list[str], device) -> dict:
-        with fastsafe_open(filenames=paths, device=str(device), nogds=True) as opened:
-            return {name: opened.get_tensor(name) for name in opened.keys()}  # noqa: SIM118 - not a dict
-
-    return load
-
-
-LOADERS: dict[str, Callable[[], Callable]] = {
-    "safetensors": safetensors_lib,
-    "runai": runai,
-    "fastsafetensors": fastsafetensors,
-    "weightcache": ours,
-}
 
 
 def pinned_copy_seconds(nbytes: int, device) -> float:
@@ -346,6 +294,7 @@ def _number(value: float | None) -> str:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(prog="python -m bench.gpu_load", description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="*", type=Path, help="safetensors files (default: synthetic ones)")
     parser.add_argument("--device", help="cuda, cuda:N or cpu [default: cuda if available]")
@@ -361,6 +310,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (or, with --worker, one load in this process)."""
     args = parse(argv)
     if args.worker:
         print(json.dumps(worker(args.worker, args.device, [str(p) for p in args.files])))

@@ -16,7 +16,9 @@ MAX_MODULE_LINES = 400
 
 
 def _modules() -> list[Path]:
-    return sorted([*PACKAGE.rglob("*.py"), *(ROOT / "examples").rglob("*.py")])
+    return sorted(
+        [*PACKAGE.rglob("*.py"), *(ROOT / "examples").rglob("*.py"), *(ROOT / "bench").rglob("*.py")]
+    )
 
 
 def test_ruff_is_clean() -> None:

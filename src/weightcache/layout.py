@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import blake3
@@ -57,32 +58,32 @@ class StoreLayout:
 
     root: Path
 
-    @property
+    @cached_property
     def entries_dir(self) -> Path:
         """Directory holding one sub-directory per entry."""
         return self.root / "entries"
 
-    @property
+    @cached_property
     def meta_dir(self) -> Path:
         """weightcache's own bookkeeping (staging, trash, refs, locks)."""
         return self.root / ".weightcache"
 
-    @property
+    @cached_property
     def staging_dir(self) -> Path:
         """Populates in progress write here."""
         return self.meta_dir / "staging"
 
-    @property
+    @cached_property
     def trash_dir(self) -> Path:
         """Entries being replaced or removed are moved here first."""
         return self.meta_dir / "trash"
 
-    @property
+    @cached_property
     def refs_dir(self) -> Path:
         """Which version each source URI last resolved to."""
         return self.meta_dir / "refs"
 
-    @property
+    @cached_property
     def locks_dir(self) -> Path:
         """Populate leases."""
         return self.meta_dir / "locks"
@@ -93,11 +94,11 @@ class StoreLayout:
 
     def manifest_path(self, key: str) -> Path:
         """The manifest of the entry ``key``."""
-        return self.entries_dir / key / MANIFEST_NAME
+        return self.entries_dir / f"{key}/{MANIFEST_NAME}"
 
     def files_dir(self, key: str) -> Path:
         """The cached files of the entry ``key``."""
-        return self.entries_dir / key / FILES_DIR_NAME
+        return self.entries_dir / f"{key}/{FILES_DIR_NAME}"
 
     def ref_path(self, uri: str) -> Path:
         """Where the ref of source ``uri`` is kept."""
