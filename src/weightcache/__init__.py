@@ -44,9 +44,11 @@ from .gc import GcReport
 from .manifest import FileRecord, Manifest
 from .progress import ProgressEvent
 from .providers.base import Source, Store
+from .providers.hf import HFSource
 from .providers.image_dir import ImageDirSource
 from .providers.local_store import LocalStore
 from .providers.modal_volume import LeaseSettings, ModalVolumeStore
+from .providers.url import URLSource
 from .registry import parse_source, register_source
 from .verify import VerifyReport
 
@@ -59,6 +61,7 @@ __all__ = [
     "EntryNotFoundError",
     "FileRecord",
     "GcReport",
+    "HFSource",
     "ImageDirSource",
     "IntegrityError",
     "InvalidSourceError",
@@ -84,6 +87,7 @@ __all__ = [
     "StoreError",
     "StoreFullError",
     "StoreNotWritableError",
+    "URLSource",
     "UnknownSchemeError",
     "UnsafePathError",
     "VerifyReport",

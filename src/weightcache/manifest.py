@@ -68,10 +68,9 @@ class Manifest(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
-        paths = [record.path for record in self.files]
-        if len(set(paths)) != len(paths):
+        if len({record.path for record in self.files}) != len(self.files):
             raise ValueError("manifest lists a file twice")
-        if sum(record.size for record in self.files) != self.total_bytes:
+        if sum([record.size for record in self.files]) != self.total_bytes:
             raise ValueError("total_bytes differs from the sum of the file sizes")
         return self
 

@@ -65,23 +65,24 @@ def newer_schema(layout: StoreLayout, key: str) -> int | None:
 
 def stat_problems(files_dir: Path, manifest: Manifest) -> list[Problem]:
     """The warm-path check: every file present, a regular file, of the recorded size."""
-    problems = []
     base = os.fspath(files_dir) + os.sep
+    stat_file, is_regular = os.stat, stat.S_ISREG  # local names: this loop runs per file on every hit
+    problems = []
     for record in manifest.files:
         try:
-            info = os.stat(base + record.path)
+            info = stat_file(base + record.path)
         except OSError:
             problems.append(Problem(path=record.path, kind="missing", detail="file is missing"))
             continue
-        if not stat.S_ISREG(info.st_mode):
-            problems.append(Problem(path=record.path, kind="not-a-file", detail="not a regular file"))
-        elif info.st_size != record.size:
-            problems.append(
-                Problem(
-                    path=record.path, kind="size", detail=f"{info.st_size:,} bytes, expected {record.size:,}"
-                )
-            )
+        if info.st_size != record.size or not is_regular(info.st_mode):
+            problems.append(_stat_problem(record, info))
     return problems
+
+
+def _stat_problem(record: FileRecord, info: os.stat_result) -> Problem:
+    if not stat.S_ISREG(info.st_mode):
+        return Problem(path=record.path, kind="not-a-file", detail="not a regular file")
+    return Problem(path=record.path, kind="size", detail=f"{info.st_size:,} bytes, expected {record.size:,}")
 
 
 def hash_problems(files_dir: Path, record: FileRecord) -> list[Problem]:
