@@ -87,7 +87,7 @@ def meta_model(paths: list[Path]):
 
 def run(variant: str, args: argparse.Namespace, directory: Path) -> dict:
     """One cold start in a fresh process, after dropping the model's files from the page cache."""
-    from bench.gpu_load import evict
+    from bench.pagecache import evict
 
     how = evict(sorted(directory.glob("*.safetensors")))
     command = [sys.executable, "-m", "bench.cold_start", "--child", variant, "--device", args.device]

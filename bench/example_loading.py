@@ -153,7 +153,7 @@ def save_flux_scaled(folder: Path) -> Path:
 
 def run(name: str, variant: str, device: str, folder: Path, cold: bool) -> dict:
     """One start in a fresh process; cold ones after dropping the model's files from the page cache."""
-    from bench.gpu_load import evict
+    from bench.pagecache import evict
 
     evicted = evict(sorted(folder.glob("*.safetensors"))) if cold else "warm"
     env = {**os.environ, "EXAMPLES_WEIGHTS_LOADER": variant.split(" ")[0]}

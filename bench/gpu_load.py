@@ -18,7 +18,6 @@ checked with ``RWF_NOWAIT`` reads.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.metadata
 import json
 import os
@@ -34,6 +33,7 @@ from weightcache.safetensors_format import read_layout
 from weightcache.synthetic import write_safetensors
 
 from .gpu_loaders import LOADERS
+from .pagecache import evict
 
 GIB = 1024**3
 FILL_ROW = "page-cache fill (prefetch: 16 threads, sendfile, no copy)"
@@ -132,41 +132,6 @@ def run_worker(name: str, device: str, paths: list[Path]) -> dict:
 
 
 # --- page cache ----------------------------------------------------------------------------
-
-
-def evict(paths: list[Path]) -> str:
-    """Drop the files from the page cache; return how, or why it could not be done."""
-    for path in paths:
-        descriptor = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(descriptor)
-    if not any(map(is_cached, paths)):
-        return "fadvise"
-    with contextlib.suppress(OSError):
-        os.sync()
-        Path("/proc/sys/vm/drop_caches").write_text("1\n")
-        if not any(map(is_cached, paths)):
-            return "drop_caches"
-    return "FAILED: still cached, so 'cold' rows are warm"
-
-
-def is_cached(path: Path) -> bool:
-    """Whether a few sampled pages of ``path`` are in the page cache (``RWF_NOWAIT`` reads succeed)."""
-    size = path.stat().st_size
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        for offset in {0, size // 2 // 4096 * 4096, max(size - 1, 0) // 4096 * 4096}:
-            try:
-                os.preadv(descriptor, [bytearray(1)], offset, os.RWF_NOWAIT)
-                return True
-            except BlockingIOError:
-                continue
-        return False
-    finally:
-        os.close(descriptor)
 
 
 # --- files ---------------------------------------------------------------------------------

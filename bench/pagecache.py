@@ -7,6 +7,7 @@ this process may drop the cache.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -26,3 +27,38 @@ def drop() -> bool:
     except OSError:
         return False
     return True
+
+
+def evict(paths: list[Path]) -> str:
+    """Drop the files from the page cache; return how, or why it could not be done."""
+    for path in paths:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(descriptor)
+    if not any(map(is_cached, paths)):
+        return "fadvise"
+    with contextlib.suppress(OSError):
+        os.sync()
+        _DROP_CACHES.write_text("1\n")
+        if not any(map(is_cached, paths)):
+            return "drop_caches"
+    return "FAILED: still cached, so 'cold' rows are warm"
+
+
+def is_cached(path: Path) -> bool:
+    """Whether a few sampled pages of ``path`` are in the page cache (``RWF_NOWAIT`` reads succeed)."""
+    size = path.stat().st_size
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        for offset in {0, size // 2 // 4096 * 4096, max(size - 1, 0) // 4096 * 4096}:
+            try:
+                os.preadv(descriptor, [bytearray(1)], offset, os.RWF_NOWAIT)
+                return True
+            except BlockingIOError:
+                continue
+        return False
+    finally:
+        os.close(descriptor)
