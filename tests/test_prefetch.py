@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.pagecache import evict
+from bench.pagecache import drop_file
 from weightcache import WeightCache, WeightFileNotFoundError
 from weightcache.constants import CHUNK_BYTES
 from weightcache.prefetch import prefetch, prefetch_in_background
@@ -41,7 +41,8 @@ def test_files_end_up_in_the_page_cache(tmp_path: Path) -> None:
     big = write(tmp_path / "w" / "big.bin", 3 * CHUNK_BYTES + 12345)
     small = write(tmp_path / "w" / "sub" / "small.bin", 100)
     offsets = [(big, 0), (big, CHUNK_BYTES + 4096), (big, big.stat().st_size - 1), (small, 0)]
-    evict([big, small])
+    for path in (big, small):
+        drop_file(path)
     if any(cached(path, offset, 1) for path, offset in offsets):
         pytest.skip("this filesystem keeps files cached whatever fadvise says")
     report = prefetch(tmp_path / "w", threads=4)
@@ -133,7 +134,7 @@ def test_reads_through_a_buffer_where_the_kernel_cannot_splice(tmp_path: Path, m
     # Filesystems that cannot splice pages into /dev/null are not available here: take that path directly.
     monkeypatch.setattr("weightcache.prefetch._open_sink", lambda: None)
     big = write(tmp_path / "big.bin", 2 * CHUNK_BYTES + 7)
-    evict([big])
+    drop_file(big)
     report = prefetch(tmp_path, threads=2)
     assert (report.files, report.bytes) == (1, 2 * CHUNK_BYTES + 7)
     assert all(cached(big, offset, 1) for offset in (0, CHUNK_BYTES, 2 * CHUNK_BYTES))
