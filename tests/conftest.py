@@ -10,10 +10,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from typer.testing import CliRunner
 
 from weightcache import LocalStore, WeightCache
 from weightcache.cli import app
+
+# Property tests draw the same examples on every run (derived from each test), with no time limit
+# per example: a loaded machine must not turn a slow example into a failure. `pytest
+# --hypothesis-seed=N` explores other examples.
+settings.register_profile("weightcache", derandomize=True, deadline=None)
+settings.load_profile("weightcache")
 
 
 @pytest.fixture
