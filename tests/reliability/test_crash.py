@@ -128,7 +128,7 @@ class Scenario:
             # Between the named points too: a delay up to about how long an operation takes here.
             return action, run_child(operation, delay=self.rng.uniform(0, 0.3), rng=self.rng)
         if mode < 0.5:
-            occurrence = self.rng.randint(1, self.passed.get(action, 4))
+            occurrence = self.rng.randint(1, max(1, self.passed.get(action, 4)))
             outcome = run_child(operation, point=ANY, occurrence=occurrence, rng=self.rng)
             # Every operation passes a named point first thing (the lease, or moving an entry aside).
             assert outcome.how == "point" or occurrence > 1, (action, outcome)
