@@ -18,8 +18,8 @@ from weightcache.cli import app
 
 # Property tests draw the same examples on every run (derived from each test), with no time limit
 # per example: a loaded machine must not turn a slow example into a failure. `pytest
-# --hypothesis-seed=N` explores other examples.
-settings.register_profile("weightcache", derandomize=True, deadline=None)
+# --hypothesis-seed=N` explores other examples. No example database: nothing is written to the checkout.
+settings.register_profile("weightcache", derandomize=True, deadline=None, database=None)
 settings.load_profile("weightcache")
 
 
