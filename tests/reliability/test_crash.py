@@ -220,16 +220,16 @@ def test_lease_file_left_empty_by_a_kill_does_not_block_forever(store_dir: Path,
     assert not entry.hit and cache.verify(entry, deep=True).ok
 
 
-CLI_FILE = bytes(range(256)) * 16384  # 4 MiB: a quarter of a second at full speed, 4 s throttled
+CLI_FILE = bytes(range(256)) * 16384  # 4 MiB: a fraction of a second at full speed, 2 s throttled
 
 
 @pytest.mark.crash
 @pytest.mark.parametrize("event", ["started", "mid-file", "published"])
 def test_sigkill_of_the_cli_in_a_fresh_interpreter(store_dir: Path, event: str) -> None:
     """The same, for `weightcache ensure` started from scratch (no fork), killed when an event is seen:
-    just started, part of the file in staging, the entry published. The server sends 1 MiB/s, so the
+    just started, part of the file in staging, the entry published. The server sends 2 MiB/s, so the
     first two events last seconds; the test waits for each event, never for a time."""
-    with FileServer(throttle=1 << 20) as server:
+    with FileServer(throttle=2 << 20) as server:
         url = server.add("/model.bin", CLI_FILE)
         command = [sys.executable, "-m", "weightcache", "ensure", url, "--store", str(store_dir)]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
