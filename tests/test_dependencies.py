@@ -2,7 +2,7 @@
 
 An undeclared import works on the machine that happens to have the package and fails with
 ModuleNotFoundError on a fresh install (httpx2 was once imported but not declared). Offline and
-cheap: the imports are read from the source, the declarations from the installed metadata.
+cheap: the imports are read from the source, the declarations from pyproject.toml.
 """
 
 from __future__ import annotations
@@ -44,11 +44,12 @@ def _normalized(name: str) -> str:
 
 
 def _declared() -> set[str]:
-    """Every distribution weightcache requires, core and every extra."""
-    try:
-        requirements = importlib.metadata.requires("weightcache") or []
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("weightcache is not installed, so its declared dependencies cannot be read")
+    """Every distribution pyproject.toml requires, core and every extra (read from the checkout, so a
+    stale installed copy of the metadata cannot hide a change)."""
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"].values()
+    requirements = [*project["dependencies"], *(requirement for extra in extras for requirement in extra)]
     names = (re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0] for requirement in requirements)
     return {_normalized(name) for name in names}
 
