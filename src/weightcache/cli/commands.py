@@ -182,12 +182,12 @@ def _verify_one(cache: WeightCache, target: str, *, deep: bool) -> VerifyReport:
             f"no entry {target!r} in store {cache.store.describe()}; see `weightcache ls` for the keys"
         )
     status = cache.status(target)
-    if not status.cached and status.path is None:
+    if status.key is None or status.path is None:  # no manifest for it: nothing to verify
         raise EntryNotFoundError(
             f"{status.source} is not cached in store {cache.store.describe()}; "
             f"run `weightcache ensure {target}` first"
         )
-    return cache.verify(status.key or "", deep=deep)
+    return cache.verify(status.key, deep=deep)
 
 
 @command("rm")

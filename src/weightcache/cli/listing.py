@@ -3,8 +3,8 @@
 On a terminal the key is never shortened (it is what ``rm``, ``verify`` and ``export`` take); the
 source and version are shortened in the middle, so both ends stay readable, and the ``created`` and
 ``files`` columns are dropped, in that order, when the source would otherwise get too little room.
-When even that leaves no room (long keys on a narrow terminal), each entry takes two lines: its key,
-then the rest. Piped, every value is printed whole, one entry per line, tab-separated after a
+When even that leaves no room (long keys on a narrow terminal), each entry takes three lines: its
+key, its source, then the rest. Piped, every value is printed whole, one entry per line, tab-separated after a
 header line.
 """
 
@@ -70,7 +70,8 @@ def entries_table(rows: Sequence[dict[str, str]], width: int) -> Table | None:
     if room < 2 * _MIN_SHORTENED:
         return None
     version_width = min(widths["version"], max(_MIN_SHORTENED, room // 3))
-    source_width = room - version_width
+    source_width = min(widths["source"], room - version_width)
+    version_width = min(widths["version"], room - source_width)  # what the source did not need
     table = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False, header_style="bold")
     for column in shown:
         table.add_column(column, no_wrap=True, justify="right" if column in ("files", "size") else "left")
@@ -82,13 +83,13 @@ def entries_table(rows: Sequence[dict[str, str]], width: int) -> Table | None:
 
 
 def stacked_lines(rows: Sequence[dict[str, str]], width: int) -> list[str]:
-    """Two lines per entry, for terminals too narrow for the table: the key, then the rest, indented."""
+    """Three lines per entry, for terminals too narrow for the table: the key, the source, the rest."""
     lines = []
     for row in rows:
         version = shorten_middle(row["version"], _MIN_SHORTENED)
-        rest = f" @ {version}  {plural(int(row['files']), 'file')}  {row['size']}  {row['created']}"
-        source = shorten_middle(row["source"], max(_MIN_SHORTENED, width - 2 - len(rest)))
-        lines += [row["key"], f"  {source}{rest}"]
+        details = f"{version}  {plural(int(row['files']), 'file')}  {row['size']}  {row['created']}"
+        source = shorten_middle(row["source"], max(_MIN_SHORTENED, width - 2))
+        lines += [row["key"], f"  {source}", f"  {details}"]
     return lines
 
 
