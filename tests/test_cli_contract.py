@@ -131,7 +131,7 @@ def test_ls_fits_80_columns_shortening_in_the_middle(store_dir: Path, make_image
     assert any(entry.key in line.split() for line in lines)  # what rm and verify take: never shortened
     [source_line] = [line for line in lines if "dir:///" in line]
     source = entry.manifest.source
-    assert f"{source[:9]}" in source_line and f"{source[-9:]} " in source_line and "…" in source_line
+    assert f"{source[:9]}" in source_line and f"{source[-9:]} " in f"{source_line} " and "…" in source_line
     wide = "\n".join(render_ls([entry], 300))
     assert entry.manifest.source in wide and entry.version in wide
 
