@@ -36,7 +36,9 @@ class _JsonErrorsGroup(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         """Run the command; on bad usage with ``--json``, print the JSON error, then click's message."""
-        wants_json = "--json" in [*ctx._protected_args, *ctx.args]
+        # The command's arguments, not parsed yet (click < 8.2 calls the first part protected_args).
+        protected = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
+        wants_json = "--json" in [*protected, *ctx.args]
         try:
             return super().invoke(ctx)
         except UsageError as exc:
