@@ -9,8 +9,9 @@ from typing import Literal
 from pydantic import BaseModel
 
 from .constants import MANIFEST_SCHEMA_VERSION, default_store_root
+from .display import safe_display
 from .entry import Entry
-from .errors import EntryInUseError, EntryNotFoundError, ManifestError
+from .errors import EntryInUseError, EntryNotFoundError, ManifestError, SourceUnreachableError
 from .gc import GcReport, collect_garbage, remove_entry_dir
 from .inuse import hold, release
 from .layout import entry_key, is_valid_key
@@ -31,12 +32,16 @@ VersionOrigin = Literal["pinned", "ref", "source"]
 
 
 class SourceStatus(BaseModel):
-    """What the store holds for a source, found without fetching anything."""
+    """What the store holds for a source, found without fetching anything.
+
+    ``version``, ``version_from`` and ``key`` are ``None`` when the store remembers no version of the
+    source and the source could not be asked (offline): then nothing usable is cached.
+    """
 
     source: str
-    version: str
-    version_from: VersionOrigin
-    key: str
+    version: str | None
+    version_from: VersionOrigin | None
+    key: str | None
     cached: bool
     path: str | None
     files: int
@@ -106,7 +111,20 @@ class WeightCache:
     def status(self, source: SourceLike) -> SourceStatus:
         """What is cached for ``source``: resolved as ``ensure`` would (offline-first), nothing fetched."""
         src = parse_source(source)
-        version, origin = self._version(src, refresh=False)
+        try:
+            version, origin = self._version(src, refresh=False)
+        except SourceUnreachableError:  # the store remembers no version, and the source cannot be asked
+            return SourceStatus(
+                source=src.uri,
+                version=None,
+                version_from=None,
+                key=None,
+                cached=False,
+                path=None,
+                files=0,
+                bytes=0,
+                problems=[],
+            )
         key = self._key(src, version)
         manifest = load_manifest(self.store.layout, key)
         problems = (
@@ -245,7 +263,7 @@ class WeightCache:
             logger.warning(
                 "entry %s is damaged (%s); fetching it again",
                 key,
-                "; ".join(f"{p.path}: {p.detail}" for p in report_problems[:3]),
+                "; ".join(safe_display(f"{p.path}: {p.detail}") for p in report_problems[:3]),
             )
             return None, manifest
         return self._entry(manifest, hit=True), manifest

@@ -121,3 +121,14 @@ class WeightFileNotFoundError(LoadError, FileNotFoundError):
 
 class SafetensorsFormatError(LoadError, ValueError):
     """A safetensors file is malformed (truncated, bad header, misfit offsets) or holds an unknown dtype."""
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """The store directory given to a command that only reads or removes does not exist."""
+
+
+class StoreNotEmptyError(StoreError, ValueError):
+    """The demo was given a store that already holds entries; it damages and collects entries on purpose."""

@@ -26,7 +26,7 @@ from ..remote_volume import VolumeEntries, modal_errors
 from ..verify import VerifyReport
 from .app import DebugOpt, JsonOpt, StoreOpt, command, open_cache
 from .progress import RichProgress
-from .render import EntryInfo, human_bytes, print_json, stderr, stdout
+from .render import EntryInfo, human_bytes, plural, print_json, show, stderr, stdout
 
 VolumeNameOpt = Annotated[
     str, typer.Option("--modal-volume", help="The Modal Volume's name.", show_default=False)
@@ -57,7 +57,7 @@ def push(
         stdout.print(f"{entry.key} is already on Modal Volume {escape(modal_volume)}; nothing uploaded")
     else:
         stdout.print(
-            f"pushed {entry.key} to Modal Volume {escape(modal_volume)}: {report.files} files, "
+            f"pushed {entry.key} to Modal Volume {escape(modal_volume)}: {plural(report.files, 'file')}, "
             f"{human_bytes(report.bytes)}",
             highlight=False,
         )
@@ -111,7 +111,7 @@ def export_command(
     if json:
         print_json({**EntryInfo.of(entry).model_dump(), "archive": str(target)})
     else:
-        stdout.print(f"exported {key} to {escape(str(target))}: {human_bytes(target.stat().st_size)}")
+        stdout.print(f"exported {key} to {show(str(target))}: {human_bytes(target.stat().st_size)}")
 
 
 @command("import")
@@ -158,10 +158,11 @@ def _print_copied(entry: Entry, verb: str, json: bool) -> None:
         stdout.print(f"{entry.key} is already in the store; nothing copied")
     else:
         stdout.print(
-            f"{verb} {entry.key}: {len(entry.manifest.files)} files, {human_bytes(entry.total_bytes)}",
+            f"{verb} {entry.key}: {plural(len(entry.manifest.files), 'file')}, "
+            f"{human_bytes(entry.total_bytes)}",
             highlight=False,
         )
-        stdout.print(f"path: {escape(str(entry.path))}", highlight=False)
+        stdout.print(f"path: {show(str(entry.path))}", highlight=False)
 
 
 @contextlib.contextmanager
