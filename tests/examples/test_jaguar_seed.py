@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -244,9 +246,6 @@ def run_client(script: Path, args: list[str], cwd: Path) -> subprocess.Completed
 def stub_service() -> Any:
     """A stand-in for Modal's edge: ``/slow/*`` answers 303 to the real endpoint (as after 150 s),
     ``/broken/*`` answers an HTML 502, ``/<endpoint>`` answers canned seed JSON."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, RedirectResponse
-
     png = io.BytesIO()
     Image.new("RGB", (8, 8), (255, 0, 0)).save(png, format="PNG")
     answers = {
@@ -307,3 +306,13 @@ def test_seed_client_builds_the_seed_urls_from_the_modal_prefix() -> None:
         "https://me--shuttle-jaguar-shuttlejaguarmodel-generate-api.modal.run"
     )
     assert test_generate.endpoint_url("http://127.0.0.1:8000", "info") == "http://127.0.0.1:8000/info"
+
+
+def test_seed_client_without_a_url_says_how_to_give_one(tmp_path: Path) -> None:
+    script = tmp_path / "test_generate.py"
+    shutil.copy(test_generate.__file__, script)
+
+    done = run_client(script, [], tmp_path)
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"no URL yet: pass --url once (it is saved to {tmp_path / '.api_url'})"
