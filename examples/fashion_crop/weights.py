@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from weightcache import ImageDirSource, Source, WeightCache, WeightCacheError
+from weightcache import Entry, ImageDirSource, Source, WeightCache, WeightCacheError
 from weightcache.providers.hf import HFSource
 
 BAKED_DIR = "/tmp/initial_weights"  # where the image carries the weights (the seed's path)
@@ -58,12 +58,14 @@ class Weights:
     ``origin`` is ``"volume"`` when every entry was already cached, else where the missing
     ones were fetched from (``"image"`` or ``"huggingface"``). ``versions`` maps each source
     to the version cached (a fingerprint for an image directory, a commit for the Hub).
+    ``entries`` are the cached entries themselves.
     """
 
     root: Path
     origin: str
     versions: dict[str, str]
     seconds: float
+    entries: tuple[Entry, ...] = ()
 
     @property
     def detector_dir(self) -> Path:
@@ -111,14 +113,15 @@ def ensure_weights(
     started = time.perf_counter()
     say(FOUND_LINE if all(_cached(cache, source) for source, _ in placements) else MISSING_LINE)
     root = Path(link_to)
-    missed_schemes, versions = [], {}
+    missed_schemes, versions, entries = [], {}, []
     for source, folder in placements:
         entry = cache.ensure(source, link_to=root / folder)
+        entries.append(entry)
         versions[entry.source] = entry.version
         if not entry.hit:
             missed_schemes.append(source.scheme)
     origin = ORIGIN_BY_SCHEME.get(missed_schemes[0], missed_schemes[0]) if missed_schemes else "volume"
-    return Weights(root, origin, versions, time.perf_counter() - started)
+    return Weights(root, origin, versions, time.perf_counter() - started, tuple(entries))
 
 
 def _cached(cache: WeightCache, source: Source) -> bool:

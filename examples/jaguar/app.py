@@ -96,8 +96,10 @@ class ShuttleJaguarModel:
         from examples.jaguar.pipeline import JaguarModel
         from examples.snapshot import check_volume_released
 
-        self.model = JaguarModel(self.cache, self.source)
-        self.model.load(self.ensured, device="cpu")
+        # No GPU is visible before a snapshot, and torch must not look for one yet: load on the CPU.
+        self.model = JaguarModel(self.cache, self.source, device="cpu")
+        self.model.load(self.ensured)
+        self.cache.release(self.ensured.entry)  # the weights are in memory: the snapshot holds no file
         check_volume_released(CACHE_MOUNT)
 
     @modal.enter(snap=False)
@@ -108,7 +110,7 @@ class ShuttleJaguarModel:
         from examples.jaguar.server import create_app
 
         if MEMORY_SNAPSHOT:
-            self.model.to_device()
+            self.model.to_device()  # the GPU, now that the container has one
         else:
             self.model = JaguarModel(self.cache, self.source)
             self.model.load(self.ensured)

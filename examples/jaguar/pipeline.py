@@ -130,10 +130,12 @@ class JaguarModel:
             return info
 
     def to_device(self, device: str | None = None) -> ModelInfo:
-        """Move the loaded pipeline to ``device`` (default: the model's), e.g. after a memory snapshot."""
+        """Move the loaded pipeline to ``device`` and serve it there from now on, e.g. after a memory
+        snapshot restored it on the CPU. The default is the GPU when one is visible *now* (none is
+        before a snapshot), else the CPU."""
         with self._reload_lock, self._lock:
             loaded = self._current()
-            target = device or self.device
+            target = self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
             started = time.perf_counter()
             loaded.pipeline.to(target)
             seconds = loaded.info.load_seconds + time.perf_counter() - started

@@ -54,26 +54,38 @@ def jpeg_of(url: str) -> Image.Image:
 # --- app.py's seed app, as the container serves it ------------------------------------------
 
 
-def test_app_serves_the_seed_interface_and_logs_the_seed_volume_lines(
-    hub, baked_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
+@pytest.fixture
+def fashion_app(hub, baked_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """app.py, hub way, on a fake Hub and one FakeModalVolume; ``start()`` gives (container, instance)."""
     publish_models(hub, baked_weights)
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.setenv("FASHION_CROP_WEIGHTS", "hub")
-    monkeypatch.setenv("EXAMPLES_MEMORY_SNAPSHOT", "0")
     monkeypatch.setattr(weights, "LINK_DIR", str(tmp_path / "root/data/weights"))
     volume = FakeModalVolume(tmp_path / "volume", name="fashion-model-weights")
-    logs, services = [], []
-    for _ in (1, 2):
+
+    def start(*, snapshot: bool = False, restore: bool = True) -> tuple[Any, Any]:
+        monkeypatch.setenv("EXAMPLES_MEMORY_SNAPSHOT", "1" if snapshot else "0")
         module = modal_wiring.import_app("examples/fashion_crop/app.py")
-        with volume.container() as container:
-            module.volume, module.CACHE_MOUNT = container, str(container.mount_path)
-            obj = modal_wiring.instance(module, "FashionCrop")
-            modal_wiring.enter(obj, snap=True)
+        container = volume.container()
+        module.volume, module.CACHE_MOUNT = container, str(container.mount_path)
+        obj = modal_wiring.instance(module, "FashionCrop")
+        modal_wiring.enter(obj, snap=True)
+        if restore:
             modal_wiring.enter(obj, snap=False)
-            logs.append(capsys.readouterr().out)
-            services.append(TestClient(modal_wiring.endpoint_app(obj, "fastapi_app")))
-    seed = services[1]
+        return container, obj
+
+    return start
+
+
+def test_app_serves_the_seed_interface_and_logs_the_seed_volume_lines(
+    fashion_app, capsys: pytest.CaptureFixture
+) -> None:
+    logs = []
+    for _ in (1, 2):
+        container, obj = fashion_app()
+        container.exit()
+        logs.append(capsys.readouterr().out)
+    seed = TestClient(modal_wiring.endpoint_app(obj, "fastapi_app"))
 
     status = seed.get("/")
     preflight = seed.options(
@@ -87,6 +99,20 @@ def test_app_serves_the_seed_interface_and_logs_the_seed_volume_lines(
     assert preflight.headers["access-control-allow-origin"] == "*"
     assert crop.status_code in (200, 404), crop.text  # the tiny models' masks are noise
     assert set(crop.json()) <= {"croppedImageUrl", "detail"}
+
+
+def test_memory_snapshot_loads_on_the_cpu_and_lets_go_of_the_volume_before_the_snapshot(fashion_app) -> None:
+    container, obj = fashion_app(snapshot=True, restore=False)
+    device_before_snapshot = obj.cropper.device
+
+    container.reload()  # Modal refuses while a file of the Volume is open or mapped
+    modal_wiring.enter(obj, snap=False)
+    health = TestClient(modal_wiring.endpoint_app(obj, "web")).get("/").json()
+    container.exit()
+
+    assert device_before_snapshot == "cpu"
+    assert health["status"] == "ok" and health["device"] == DEVICE
+    assert TestClient(modal_wiring.endpoint_app(obj, "fastapi_app")).get("/").json()["cropper_available"]
 
 
 # --- the seed's POST /crop --------------------------------------------------------------------
