@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -266,3 +268,52 @@ def test_a_photo_taken_sideways_is_measured_as_people_see_it(service: TestClient
 
     assert response.status_code == 200
     assert (response.json()["width"], response.json()["height"]) == (384, 512)
+
+
+def edge_stub() -> FastAPI:
+    """A stand-in for Modal's edge: ``/slow/*`` answers 303 to the result (as after 150 s), and
+    ``/broken/crop`` an HTML 502 page."""
+    app = FastAPI()
+    health = {"status": "ok", "device": "cuda", "weights": {"origin": "volume"}}
+    result = {"items": [], "width": 384, "height": 512, "seconds": 0.1}
+
+    @app.get("/slow/")
+    def slow_health() -> RedirectResponse:
+        return RedirectResponse("/result/health", status_code=303)
+
+    @app.post("/slow/crop")
+    def slow_crop() -> RedirectResponse:
+        return RedirectResponse("/result/crop", status_code=303)
+
+    @app.get("/result/{name}")
+    def answer(name: str) -> dict:
+        return health if name == "health" else result
+
+    @app.get("/broken/")
+    def broken_health() -> dict:
+        return health
+
+    @app.post("/broken/crop")
+    def broken_crop() -> HTMLResponse:
+        return HTMLResponse("<html>502 Bad Gateway</html>", status_code=502)
+
+    return app
+
+
+def test_client_script_follows_modals_303_and_reports_a_non_json_error(serve) -> None:
+    url = serve(edge_stub())
+
+    slow = subprocess.run(
+        [sys.executable, client.__file__, "--url", url + "/slow"], capture_output=True, text=True, timeout=120
+    )
+    broken = subprocess.run(
+        [sys.executable, client.__file__, "--url", url + "/broken"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert slow.returncode == 0, slow.stderr
+    assert "0 item(s) in 0.10 s" in slow.stdout
+    assert broken.returncode == 1
+    assert broken.stderr.strip() == "error 502: <html>502 Bad Gateway</html>"
