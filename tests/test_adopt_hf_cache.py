@@ -176,3 +176,21 @@ def test_cli_modal_volume_uploads_the_adopted_entries(
     assert result.exit_code == 0, result.output
     [entry] = VolumeEntries(volume, "weights").list()
     assert entry.version == snapshot(hf_cache).name
+
+
+def test_a_modal_volume_holding_an_hf_home_is_adopted_in_a_container(hub: FakeHub, tmp_path: Path) -> None:
+    from weightcache import ModalVolumeStore
+    from weightcache.testing import FakeModalVolume
+
+    volume = FakeModalVolume(tmp_path / "volume", name="weights")
+    # FakeModalVolume keeps no symlinks across containers, so the HF cache is filled and adopted in one.
+    with volume.container() as container:  # Modal's example: HF_HOME on the Volume, snapshot_download
+        hf_cache = container.mount_path / "hf" / "hub"
+        snapshot_download("acme/tiny", cache_dir=hf_cache, endpoint=hub.url)
+        [revision] = adopt_hf_cache(ModalVolumeStore(container, container.mount_path), hf_cache).revisions
+        assert revision.status == "adopted" and revision.copied == 0, revision
+    served = hub.count()
+    with volume.container() as after:  # adopt committed: a fresh container hits, by branch, with no request
+        entry = WeightCache(ModalVolumeStore(after, after.mount_path)).ensure("hf://acme/tiny")
+        assert entry.hit and (entry.path / "model.safetensors").read_bytes() == FILES["model.safetensors"]
+    assert hub.count() == served

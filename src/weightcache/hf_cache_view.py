@@ -38,7 +38,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from .entry import Entry
-from .errors import InvalidSourceError
+from .errors import InvalidSourceError, LinkError
 from .fsutil import atomic_write_bytes, remove_tree, unique_suffix
 from .hashing import iter_file_chunks
 from .layout import StoreLayout, short_hash
@@ -85,12 +85,18 @@ def lay_out_view(layout: StoreLayout, source: Source, entry: Entry, hf_cache: st
     repo_dir = Path(hf_cache).expanduser().absolute() / repo_folder_name(source.repo_id, source.repo_type)
     sha = entry.version
     snapshot = repo_dir / "snapshots" / sha
-    if not _in_place(snapshot, entry):
-        _register(layout, ViewRecord(repo_dir=str(repo_dir), sha=sha, key=entry.key))
-        for record in entry.manifest.files:
-            _link_file(repo_dir, snapshot, entry.path, record)
-    if source.pinned_version() is None:
-        _write_ref(repo_dir, source.revision, sha)
+    try:
+        if not _in_place(snapshot, entry):
+            _register(layout, ViewRecord(repo_dir=str(repo_dir), sha=sha, key=entry.key))
+            for record in entry.manifest.files:
+                _link_file(repo_dir, snapshot, entry.path, record)
+        if source.pinned_version() is None:
+            _write_ref(repo_dir, source.revision, sha)
+    except OSError as exc:
+        raise LinkError(
+            f"cannot lay out {source.uri} as a Hugging Face cache in {hf_cache} ({exc.strerror or exc}); "
+            "choose a writable directory on local disk"
+        ) from exc
     return snapshot
 
 
@@ -209,8 +215,11 @@ def _views_dir(layout: StoreLayout) -> Path:
 
 def _register(layout: StoreLayout, record: ViewRecord) -> None:
     path = _views_dir(layout) / f"{short_hash(record.repo_dir + chr(10) + record.sha)}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, record.model_dump_json().encode() + b"\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, record.model_dump_json().encode() + b"\n")
+    except OSError as exc:  # a read-only store still serves the view; gc then cannot find it to remove it
+        logger.info("not recording the view %s in %s: %s", record.repo_dir, layout.root, exc)
 
 
 def _views(layout: StoreLayout) -> list[tuple[Path, ViewRecord]]:
