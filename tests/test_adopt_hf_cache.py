@@ -44,6 +44,10 @@ def snapshot(hf_cache: Path) -> Path:
     return path
 
 
+def snapshot_dirs(hf_cache: Path) -> list[Path]:
+    return list((hf_cache / "models--acme--tiny" / "snapshots").iterdir())
+
+
 def resolves(hub: FakeHub) -> list[str]:
     return [request.path for request in hub.requests if "/resolve/" in request.path]
 
@@ -151,6 +155,9 @@ def test_move_leaves_the_cache_readable_through_symlinks(
         assert (entry.path / name).read_bytes() == data and not (entry.path / name).is_symlink()
     offline = snapshot_download("acme/tiny", cache_dir=hf_cache, local_files_only=True)
     assert (Path(offline) / "model.safetensors").read_bytes() == FILES["model.safetensors"]
+    # The HF cache now reads the entry, so removing the entry removes that revision from it: nothing dangles.
+    cache.remove(entry)
+    assert not snapshot_dirs(hf_cache) and not list((hf_cache / "models--acme--tiny" / "blobs").iterdir())
 
 
 def test_cli_json_reports_each_revision(cli, hub: FakeHub, hf_cache: Path, store_dir: Path) -> None:

@@ -38,6 +38,7 @@ from .constants import hf_endpoint
 from .errors import IntegrityError, InvalidSourceError
 from .fsutil import remove_tree, unique_suffix
 from .hf_cache_scan import CachedRevision, scan_hf_cache
+from .hf_cache_view import register_view
 from .layout import entry_key
 from .manifest import Manifest
 from .populate import publish, reclaim_abandoned
@@ -230,6 +231,8 @@ def _publish(
         publish(store.layout, staging, manifest)
     for item in brought:
         link_back(item, store.layout.files_dir(key) / item.record.path)
+    if any(item.how == "moved" for item in brought):  # the HF cache now reads the entry: rm and gc must know
+        register_view(store.layout, revision.repo_dir, revision.sha, key)
     if complete:
         _write_refs(store, source, revision, key)
     counts = {how: sum(1 for item in brought if item.how == how) for how in ("linked", "moved", "copied")}

@@ -47,6 +47,7 @@ class CachedRevision:
 
     repo_id: str
     repo_type: str
+    repo_dir: Path
     sha: str
     refs: list[str]
     files: list[CachedFile]
@@ -78,7 +79,9 @@ def scan_hf_cache(hf_cache: Path, *, listing: Listing | None = None) -> list[Cac
                 files = [_expect(repo_dir, snapshot, relpath, tree) for relpath in _files(snapshot)]
                 missing = None if tree is None else sorted(set(tree) - {file.path for file in files})
                 refs_here = sorted(name for name, sha in refs.items() if sha == snapshot.name)
-                revisions.append(CachedRevision(repo_id, repo_type, snapshot.name, refs_here, files, missing))
+                revisions.append(
+                    CachedRevision(repo_id, repo_type, repo_dir, snapshot.name, refs_here, files, missing)
+                )
     return revisions
 
 

@@ -87,7 +87,7 @@ def lay_out_view(layout: StoreLayout, source: Source, entry: Entry, hf_cache: st
     snapshot = repo_dir / "snapshots" / sha
     try:
         if not _in_place(snapshot, entry):
-            _register(layout, ViewRecord(repo_dir=str(repo_dir), sha=sha, key=entry.key))
+            register_view(layout, repo_dir, sha, entry.key)
             for record in entry.manifest.files:
                 _link_file(repo_dir, snapshot, entry.path, record)
         if source.pinned_version() is None:
@@ -122,9 +122,9 @@ def drop_views(layout: StoreLayout, key: str) -> None:
                 _relink(layout, other)
 
 
-def views_of(layout: StoreLayout, key: str) -> list[str]:
-    """The snapshot directories laid out for entry ``key``."""
-    return [str(Path(r.repo_dir) / "snapshots" / r.sha) for _, r in _views(layout) if r.key == key]
+def register_view(layout: StoreLayout, repo_dir: Path, sha: str, key: str) -> None:
+    """Record that HF cache folder ``repo_dir`` shows entry ``key`` at ``sha``, for rm and gc to remove."""
+    _register(layout, ViewRecord(repo_dir=str(repo_dir), sha=sha, key=key))
 
 
 # --- internals ----------------------------------------------------------------------------
