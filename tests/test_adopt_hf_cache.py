@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,9 +144,6 @@ def test_move_leaves_the_cache_readable_through_symlinks(
 ) -> None:
     from weightcache import adopt_files
 
-    def no_hardlinks(src: object, dst: object) -> None:
-        raise OSError(1, "Operation not permitted")  # as on a filesystem without hardlinks
-
     monkeypatch.setattr(adopt_files.os, "link", no_hardlinks)
     cache = WeightCache(LocalStore(tmp_path / "store"))
     [revision] = adopt_hf_cache(cache.store, hf_cache, move=True).revisions
@@ -201,3 +200,45 @@ def test_a_modal_volume_holding_an_hf_home_is_adopted_in_a_container(hub: FakeHu
         entry = WeightCache(ModalVolumeStore(after, after.mount_path)).ensure("hf://acme/tiny")
         assert entry.hit and (entry.path / "model.safetensors").read_bytes() == FILES["model.safetensors"]
     assert hub.count() == served
+
+
+def test_a_move_killed_before_publishing_is_put_back_by_the_next_adopt(
+    tmp_path: Path, hub: FakeHub, hf_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "store"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_MOVE, str(store), str(hf_cache)], capture_output=True, text=True
+    )
+    assert killed.returncode == 9, killed.stderr
+    assert not (snapshot(hf_cache) / "model.safetensors").exists()  # moved into staging, then killed
+
+    from weightcache import adopt_files
+
+    monkeypatch.setattr(adopt_files.os, "link", no_hardlinks)
+    cache = WeightCache(LocalStore(store))
+    [revision] = adopt_hf_cache(cache.store, hf_cache, move=True).revisions
+    assert revision.status == "adopted" and revision.moved == len(FILES)
+    offline = snapshot_download("acme/tiny", cache_dir=hf_cache, local_files_only=True)
+    for name, data in FILES.items():
+        assert (Path(offline) / name).read_bytes() == data
+
+
+def no_hardlinks(src: object, dst: object) -> None:
+    raise OSError(1, "Operation not permitted")  # as on a filesystem without hardlinks
+
+
+KILLED_MOVE = """
+import os, sys
+from weightcache import LocalStore, adopt, adopt_files
+from weightcache.adopt import adopt_hf_cache
+
+def no_hardlinks(src, dst):
+    raise OSError(1, "Operation not permitted")
+
+def killed(*args, **kwargs):
+    os._exit(9)
+
+adopt_files.os.link = no_hardlinks
+adopt.publish = killed
+adopt_hf_cache(LocalStore(sys.argv[1]), sys.argv[2], move=True, ask_hub=False)
+"""

@@ -33,11 +33,12 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .adopt_files import Brought, bring_file, link_back, undo
+from .adopt_files import Brought, bring_file, undo
+from .adopt_moves import finish, move_in, restore_abandoned
 from .constants import hf_endpoint
 from .errors import IntegrityError, InvalidSourceError
 from .fsutil import remove_tree, unique_suffix
-from .hf_cache_scan import CachedRevision, scan_hf_cache
+from .hf_cache_scan import CachedFile, CachedRevision, scan_hf_cache
 from .hf_cache_view import register_view
 from .layout import entry_key
 from .manifest import Manifest
@@ -89,6 +90,8 @@ def adopt_hf_cache(
     lock_timeout: float | None = None,
 ) -> AdoptReport:
     """Make every revision in the Hugging Face cache ``hf_cache`` entries of ``store`` (see the module)."""
+    if store.layout.meta_dir.is_dir():
+        restore_abandoned(store)  # before the scan, so files a killed adopt moved are seen where they were
     listing = HubListing() if ask_hub else None
     revisions = scan_hf_cache(Path(hf_cache), listing=listing)
     sizes = [f.location.stat().st_size for r in revisions for f in r.files if f.location.is_file()]
@@ -161,18 +164,18 @@ def _adopt(
     started = time.perf_counter()
     key = entry_key(source.slug, source.identity, revision.sha)
     layout = store.layout
-    current = load_manifest(layout, key)
-    if current is not None and not stat_problems(layout.files_dir(key), current):
-        _write_refs(store, source, revision, key)
-        return report.model_copy(update={"reason": "already in the store", "key": key})
     with store.populate_lock(key, timeout=timeout) as lock:
+        current = load_manifest(layout, key)  # under the lock: an ensure may have just published it
+        if current is not None and not stat_problems(layout.files_dir(key), current):
+            _write_refs(store, source, revision, key)
+            return report.model_copy(update={"reason": "already in the store", "key": key})
         reclaim_abandoned(layout, key)
         staging = layout.staging_dir / f"{key}.{unique_suffix()}"
         brought: list[Brought] = []
         problems: list[str] = []
         try:
             for file in revision.files:
-                advance = _advance(progress, file.path)
+                advance = _advance(progress, file)
                 if file.problem is not None:
                     problems.append(f"{file.path}: {file.problem}")
                     continue
@@ -225,13 +228,26 @@ def _publish(
         source_info=info,
     )
     lock.check()
+    moves = [
+        (
+            item,
+            (
+                item.origin,
+                staging / "files" / item.record.path,
+                store.layout.files_dir(key) / item.record.path,
+            ),
+        )
+        for item in brought
+        if item.how == "moved"
+    ]
     with contextlib.ExitStack() as held:
         if not complete:  # the partial entry has its own key, so its own lock
             held.enter_context(store.populate_lock(key, timeout=None))
+        # Journaled under the commit's key, whose lock this adopt holds and whose next adopt restores.
+        journal = move_in(store.layout, entry_key(source.slug, source.identity, revision.sha), moves)
         publish(store.layout, staging, manifest)
-    for item in brought:
-        link_back(item, store.layout.files_dir(key) / item.record.path)
-    if any(item.how == "moved" for item in brought):  # the HF cache now reads the entry: rm and gc must know
+    finish(journal, moves)
+    if moves:  # the HF cache now reads the entry: rm and gc must remove that revision with it
         register_view(store.layout, revision.repo_dir, revision.sha, key)
     if complete:
         _write_refs(store, source, revision, key)
@@ -271,8 +287,11 @@ def _write_refs(store: Store, source: HFSource, revision: CachedRevision, key: s
             write_ref(layout, uri, revision.sha, key)
 
 
-def _advance(progress: ProgressCallback | None, path: str) -> Callable[[int], None]:
-    return lambda nbytes: emit(progress, ProgressEvent("advance", path=path, nbytes=nbytes))
+def _advance(progress: ProgressCallback | None, file: CachedFile) -> Callable[[int], None]:
+    size = file.location.stat().st_size if file.location.is_file() else None
+    return lambda nbytes: emit(
+        progress, ProgressEvent("advance", path=file.path, nbytes=nbytes, file_size=size)
+    )
 
 
 def _report(revision: CachedRevision, status: AdoptStatus, *, reason: str | None = None) -> RevisionReport:

@@ -1,10 +1,10 @@
 """Bringing one file of a Hugging Face cache into a staging directory, checked against its expected hash.
 
-The file is hardlinked where the filesystem allows (no bytes move, no space used), moved when
-asked and linking fails, and copied otherwise. Either way every byte is read once and hashed:
-BLAKE3 for the manifest, and SHA-256 (LFS files) or the git blob id (other files) to compare with
-what the cache says the file is. A file that differs is taken out of staging again; the user's
-cache is left as it was.
+The file is hardlinked where the filesystem allows (no bytes move, no space used), and copied
+otherwise, unless asked to move it: then it is only read here, and :mod:`.adopt_moves` renames it
+into the entry at publish time. Either way every byte is read once and hashed: BLAKE3 for the
+manifest, and SHA-256 (LFS files) or the git blob id (other files) to compare with what the cache
+says the file is. A file that differs is taken out of staging again; the user's cache is left as it was.
 """
 
 from __future__ import annotations
@@ -32,13 +32,16 @@ class Brought:
     record: FileRecord
     how: HowBrought
     origin: Path
+    #: For a file still to be moved: its inode, size and mtime when hashed, to be the same when moved.
+    signature: tuple[int, int, int, int] | None = None
 
 
 def bring_file(file: CachedFile, target: Path, *, move: bool, on_bytes: Callable[[int], None]) -> Brought:
     """Put ``file`` at ``target`` and check it; raise :class:`IntegrityError` (nothing left) if it differs."""
     target.parent.mkdir(parents=True, exist_ok=True)
     how = _place(file.location, target, move=move)
-    readable = file.location if how == "copied" else target
+    readable = target if how == "linked" else file.location
+    before = signature(readable)
     try:
         git = _git_hasher(file, readable)
         if how == "copied":
@@ -50,11 +53,19 @@ def bring_file(file: CachedFile, target: Path, *, move: bool, on_bytes: Callable
             _feed(readable, hasher.update, git, on_bytes)
             digests = hasher.digests()
         _check(file, digests.size, digests.sha256, git.hexdigest() if git is not None else None)
+        if how == "moved" and signature(readable) != before:
+            raise IntegrityError(f"{file.path} changed while it was being read; adopt it again")
     except BaseException:
         undo(how, file.location, target)
         raise
     record = FileRecord(path=file.path, size=digests.size, blake3=digests.blake3, sha256=digests.sha256)
-    return Brought(record, how, file.location)
+    return Brought(record, how, file.location, before if how == "moved" else None)
+
+
+def signature(path: Path) -> tuple[int, int, int, int]:
+    """What identifies a file's inode and content version: device, inode, size, mtime."""
+    info = os.stat(path)
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def undo(how: HowBrought, origin: Path, target: Path) -> None:
@@ -66,25 +77,13 @@ def undo(how: HowBrought, origin: Path, target: Path) -> None:
             target.unlink()
 
 
-def link_back(brought: Brought, entry_file: Path) -> None:
-    """After a move, leave a symlink where the file was, so the Hugging Face cache still reads it."""
-    if brought.how == "moved":
-        os.symlink(entry_file, brought.origin)
-
-
 def _place(origin: Path, target: Path, *, move: bool) -> HowBrought:
     try:
         os.link(origin, target)
-        return "linked"
     except OSError:
-        pass
-    if move:
-        try:
-            os.rename(origin, target)
-            return "moved"
-        except OSError:
-            pass
-    return "copied"
+        same_filesystem = os.stat(origin).st_dev == os.stat(target.parent).st_dev
+        return "moved" if move and same_filesystem else "copied"
+    return "linked"
 
 
 def _feed(
