@@ -162,7 +162,7 @@ def test_move_leaves_the_cache_readable_through_symlinks(
 def test_cli_json_reports_each_revision(cli, hub: FakeHub, hf_cache: Path, store_dir: Path) -> None:
     hub.commit("acme/tiny", {"config.json": b'{"hidden_size": 64}'})
     snapshot_download("acme/tiny", cache_dir=hf_cache, endpoint=hub.url)
-    result = cli("adopt-hf-cache", hf_cache, "--store", store_dir, "--json")
+    result = cli("adopt-hf-cache", hf_cache.parent, "--store", store_dir, "--json")  # HF_HOME is fine too
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert [item["status"] for item in report["revisions"]] == ["adopted", "adopted"]

@@ -90,10 +90,11 @@ def adopt_hf_cache(
     lock_timeout: float | None = None,
 ) -> AdoptReport:
     """Make every revision in the Hugging Face cache ``hf_cache`` entries of ``store`` (see the module)."""
+    hub_dir = _hub_dir(Path(hf_cache))
     if store.layout.meta_dir.is_dir():
         restore_abandoned(store)  # before the scan, so files a killed adopt moved are seen where they were
     listing = HubListing() if ask_hub else None
-    revisions = scan_hf_cache(Path(hf_cache), listing=listing)
+    revisions = scan_hf_cache(hub_dir, listing=listing)
     sizes = [f.location.stat().st_size for r in revisions for f in r.files if f.location.is_file()]
     emit(progress, ProgressEvent("plan", total_bytes=sum(sizes), files=len(sizes)))
     if revisions:
@@ -104,7 +105,7 @@ def adopt_hf_cache(
     ]
     if any(report.key for report in reports):
         store.persist()
-    return AdoptReport(hf_cache=str(hf_cache), store=store.describe(), revisions=reports)
+    return AdoptReport(hf_cache=str(hub_dir), store=store.describe(), revisions=reports)
 
 
 class HubListing:
@@ -285,6 +286,16 @@ def _write_refs(store: Store, source: HFSource, revision: CachedRevision, key: s
         existing = read_ref(layout, uri)
         if existing is None or load_manifest(layout, existing.key) is None:
             write_ref(layout, uri, revision.sha, key)
+
+
+def _hub_dir(path: Path) -> Path:
+    """The cache's ``hub`` directory: ``path`` itself, or ``path/hub`` when given ``HF_HOME``."""
+    if not path.is_dir():
+        raise InvalidSourceError(f"{path} is not a directory; give the Hugging Face cache (HF_HUB_CACHE)")
+    hub = path / "hub"
+    if hub.is_dir() and not any(child.name.count("--") for child in path.iterdir()):
+        return hub
+    return path
 
 
 def _advance(progress: ProgressCallback | None, file: CachedFile) -> Callable[[int], None]:
