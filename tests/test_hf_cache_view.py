@@ -104,13 +104,16 @@ def test_from_pretrained_with_hf_hub_cache_and_offline_reads_the_view(
     assert result.stdout == expected.stdout
 
 
-def test_datasets_get_their_own_view(cache: WeightCache, hub: FakeHub, tmp_path: Path) -> None:
-    hub.add_repo("acme/rows", {"data.csv": b"a,b\n1,2\n"}, repo_type="dataset")
+@pytest.mark.parametrize("repo_type", ["dataset", "space"])
+def test_datasets_and_spaces_get_their_own_view(
+    cache: WeightCache, hub: FakeHub, tmp_path: Path, repo_type: str
+) -> None:
+    hub.add_repo("acme/rows", {"data.csv": b"a,b\n1,2\n"}, repo_type=repo_type)
     view = tmp_path / "hf"
-    entry = cache.ensure("hf://datasets/acme/rows", hf_cache=view)
+    entry = cache.ensure(f"hf://{repo_type}s/acme/rows", hf_cache=view)
     served = hub.count()
-    folder = snapshot_download("acme/rows", repo_type="dataset", cache_dir=view, local_files_only=True)
-    assert Path(folder) == view / "datasets--acme--rows" / "snapshots" / entry.version
+    folder = snapshot_download("acme/rows", repo_type=repo_type, cache_dir=view, local_files_only=True)
+    assert Path(folder) == view / f"{repo_type}s--acme--rows" / "snapshots" / entry.version
     assert (Path(folder) / "data.csv").read_bytes() == b"a,b\n1,2\n" and hub.count() == served
 
 
