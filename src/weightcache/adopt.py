@@ -28,6 +28,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -35,13 +36,14 @@ from pydantic import BaseModel
 
 from .adopt_files import Brought, bring_file, undo
 from .adopt_moves import finish, move_in, restore_abandoned
-from .constants import hf_endpoint
+from .constants import IO_THREADS, hf_endpoint
 from .errors import IntegrityError, InvalidSourceError
 from .fsutil import remove_tree, unique_suffix
 from .hf_cache_scan import CachedFile, CachedRevision, scan_hf_cache
 from .hf_cache_view import register_view
 from .layout import entry_key
 from .manifest import Manifest
+from .parallel import run_parallel
 from .populate import publish, reclaim_abandoned
 from .progress import ProgressCallback, ProgressEvent, emit
 from .providers.base import PopulateLock, Store
@@ -173,20 +175,8 @@ def _adopt(
         reclaim_abandoned(layout, key)
         staging = layout.staging_dir / f"{key}.{unique_suffix()}"
         brought: list[Brought] = []
-        problems: list[str] = []
         try:
-            for file in revision.files:
-                advance = _advance(progress, file)
-                if file.problem is not None:
-                    problems.append(f"{file.path}: {file.problem}")
-                    continue
-                try:
-                    brought.append(
-                        bring_file(file, staging / "files" / file.path, move=move, on_bytes=advance)
-                    )
-                except (IntegrityError, OSError) as exc:
-                    problems.append(str(exc) if isinstance(exc, IntegrityError) else f"{file.path}: {exc}")
-                emit(progress, ProgressEvent("file_done", path=file.path))
+            brought, problems = _bring_all(revision, staging, move=move, progress=progress)
             report = _publish(store, source, revision, staging, brought, problems, report, lock, started)
         except BaseException:
             for item in brought:
@@ -195,6 +185,28 @@ def _adopt(
         finally:
             remove_tree(staging)
     return report
+
+
+def _bring_all(
+    revision: CachedRevision, staging: Path, *, move: bool, progress: ProgressCallback | None
+) -> tuple[list[Brought], list[str]]:
+    """Link (or copy) and check every file of ``revision`` into ``staging``, several at once."""
+
+    def bring(file: CachedFile) -> Brought | str:
+        try:
+            if file.problem is not None:
+                return f"{file.path}: {file.problem}"
+            target = staging / "files" / file.path
+            return bring_file(file, target, move=move, on_bytes=_advance(progress, file))
+        except IntegrityError as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"{file.path}: {exc}"
+        finally:
+            emit(progress, ProgressEvent("file_done", path=file.path))
+
+    results = run_parallel([partial(bring, file) for file in revision.files], threads=IO_THREADS)
+    return [r for r in results if isinstance(r, Brought)], [r for r in results if isinstance(r, str)]
 
 
 def _publish(
