@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from huggingface_hub import snapshot_download
 
 from weightcache import LocalStore, WeightCache
 from weightcache.adopt import adopt_hf_cache
+from weightcache.hf_cache_view import git_blob_id
 from weightcache.testing import FakeHub
 
 FILES = {
@@ -242,3 +244,18 @@ adopt_files.os.link = no_hardlinks
 adopt.publish = killed
 adopt_hf_cache(LocalStore(sys.argv[1]), sys.argv[2], move=True, ask_hub=False)
 """
+
+
+def test_a_cache_written_without_symlinks_is_checked_against_the_listing(
+    cache: WeightCache, hub: FakeHub, hf_cache: Path
+) -> None:
+    for pointer in [path for path in snapshot(hf_cache).rglob("*") if path.is_symlink()]:
+        blob = pointer.resolve()
+        pointer.unlink()
+        pointer.write_bytes(blob.read_bytes())  # as huggingface_hub leaves it where symlinks are unsupported
+    (snapshot(hf_cache) / "config.json").write_bytes(b'{"hidden_size": 99}')
+    [revision] = adopt_hf_cache(cache.store, hf_cache, ask_hub=False).revisions
+    assert revision.status == "incomplete" and revision.files == len(FILES) - 1
+    listed = hashlib.sha1(b"blob %d\0" % len(FILES["config.json"]) + FILES["config.json"]).hexdigest()
+    found = git_blob_id(snapshot(hf_cache) / "config.json")
+    assert revision.problems == [f"config.json has git blob id {found}, not {listed} (corrupt)"]
