@@ -122,6 +122,7 @@ def test_rm_and_gc_take_the_view_with_the_entry(cache: WeightCache, hub: FakeHub
     old = cache.ensure("hf://acme/tiny", hf_cache=view)
     hub.commit("acme/tiny", {"config.json": b'{"hidden_size": 64}'})
     new = cache.ensure("hf://acme/tiny", hf_cache=view, refresh=True)
+    cache.ensure(f"hf://acme/tiny@{old.version}", hf_cache=view)  # the shared blob now links into old
     cache.release(old)
     repo_dir = view / "models--acme--tiny"
     assert (repo_dir / "refs" / "main").read_text() == new.version
@@ -153,3 +154,17 @@ def test_a_source_that_is_not_hf_is_refused(cache: WeightCache, make_image_dir, 
 
     with pytest.raises(InvalidSourceError, match="hf://"):
         cache.ensure(make_image_dir({"a.bin": b"x"}), hf_cache=tmp_path / "hf")
+
+
+def test_removing_one_of_two_views_of_a_commit_leaves_the_other_whole(
+    cache: WeightCache, hub: FakeHub, tmp_path: Path
+) -> None:
+    view = tmp_path / "hf"
+    configs = cache.ensure("hf://acme/tiny?allow=*.json", hf_cache=view)
+    whole = cache.ensure("hf://acme/tiny", hf_cache=view)
+    assert configs.version == whole.version and configs.key != whole.key
+    cache.release(configs)
+    cache.remove(configs)
+    snapshot = snapshot_download("acme/tiny", cache_dir=view, local_files_only=True)
+    for name, data in FILES.items():
+        assert (Path(snapshot) / name).read_bytes() == data

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ValidationError
 
 from .entry import Entry
 from .errors import InvalidSourceError, LinkError
-from .fsutil import atomic_write_bytes, remove_tree, unique_suffix
+from .fsutil import atomic_write_bytes, remove_tree, safe_relpath, unique_suffix
 from .hashing import iter_file_chunks
 from .layout import StoreLayout, short_hash
 from .manifest import FileRecord
@@ -111,15 +111,15 @@ def drop_views(layout: StoreLayout, key: str) -> None:
         if record.key != key:
             continue
         repo_dir = Path(record.repo_dir)
-        files_dir = layout.files_dir(key)
+        others = [other for _, other in records if other.key != key and other.repo_dir == record.repo_dir]
         with contextlib.suppress(OSError):
             remove_tree(repo_dir / "snapshots" / record.sha)
-            _drop_refs(repo_dir, record.sha)
-            _drop_blobs_into(repo_dir / "blobs", files_dir)
+            if not any(other.sha == record.sha for other in others):  # another view may show that commit
+                _drop_refs(repo_dir, record.sha)
+            _drop_blobs_into(repo_dir / "blobs", layout.files_dir(key))
         path.unlink(missing_ok=True)
-        for _, other in records:
-            if other.key != key and other.repo_dir == record.repo_dir:
-                _relink(layout, other)
+        for other in others:
+            _relink(layout, other)
 
 
 def register_view(layout: StoreLayout, repo_dir: Path, sha: str, key: str) -> None:
@@ -186,7 +186,7 @@ def _symlink_or_link(relative: str, blob: Path, tmp: Path) -> None:
 
 
 def _write_ref(repo_dir: Path, revision: str, sha: str) -> None:
-    ref = repo_dir / "refs" / revision
+    ref = repo_dir / "refs" / safe_relpath(revision)  # a branch may hold "/", never ".."
     with contextlib.suppress(OSError):
         if ref.read_text() == sha:
             return
@@ -214,7 +214,7 @@ def _views_dir(layout: StoreLayout) -> Path:
 
 
 def _register(layout: StoreLayout, record: ViewRecord) -> None:
-    path = _views_dir(layout) / f"{short_hash(record.repo_dir + chr(10) + record.sha)}.json"
+    path = _views_dir(layout) / f"{short_hash(chr(10).join((record.repo_dir, record.sha, record.key)))}.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, record.model_dump_json().encode() + b"\n")
