@@ -74,6 +74,10 @@ def test_huggingface_hub_reads_the_view_with_no_request_and_no_copy(
     blobs = sorted(p.name for p in (repo_dir / "blobs").iterdir())
     lfs = next(r for r in entry.manifest.files if r.sha256)
     assert lfs.sha256 in blobs and all(len(name) in (40, 64) for name in blobs)
+    # Online, huggingface_hub asks which commit main is (HEAD) and downloads nothing.
+    online = hf_hub_download("acme/tiny", "model.safetensors", cache_dir=view, endpoint=hub.url)
+    assert os.path.samefile(online, entry.path / "model.safetensors")
+    assert [request.method for request in hub.requests[-1:]] == ["HEAD"] and hub.count() == served + 1
     # A second ensure finds the view in place; the hub is gone and nothing changes.
     hub.close()
     assert cache.ensure("hf://acme/tiny", hf_cache=view).hit
