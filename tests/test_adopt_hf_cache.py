@@ -171,6 +171,14 @@ def test_cli_json_reports_each_revision(cli, hub: FakeHub, hf_cache: Path, store
     assert sorted(ref for item in report["revisions"] for ref in item["refs"]) == ["main"]
 
 
+def test_cli_exits_1_when_a_file_is_damaged(cli, hub: FakeHub, hf_cache: Path, store_dir: Path) -> None:
+    (snapshot(hf_cache) / "extra.safetensors").resolve().write_bytes(b"cut")
+    result = cli("adopt-hf-cache", hf_cache, "--store", store_dir, "--json")
+    assert result.exit_code == 1
+    [revision] = json.loads(result.stdout)["revisions"]
+    assert revision["status"] == "incomplete" and "extra.safetensors has 3 bytes" in revision["problems"][0]
+
+
 def test_cli_modal_volume_uploads_the_adopted_entries(
     cli, hub: FakeHub, hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -45,7 +45,10 @@ def adopt_hf_cache_command(
     json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Make every revision in a Hugging Face cache an entry, verified byte by byte, with no download."""
+    """Make every revision in a Hugging Face cache an entry, verified byte by byte, with no download.
+
+    Exits 1 when a file was missing, truncated or corrupt (it was reported, and not adopted).
+    """
     if not hf_cache.is_dir():
         raise typer.BadParameter(f"{hf_cache} is not a directory", param_hint="HF_CACHE")
     cache = open_cache(store)
@@ -59,6 +62,8 @@ def adopt_hf_cache_command(
         stdout.print(_table(report))
     if not report.revisions:
         stderr.print(f"no revision found in {escape(str(hf_cache))}; give the 'hub' directory of the cache")
+    if any(item.problems for item in report.revisions):  # like a verify that found damage
+        raise typer.Exit(1)
 
 
 def _push(layout: StoreLayout, report: AdoptReport, name: str) -> None:
