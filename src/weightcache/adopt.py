@@ -8,7 +8,7 @@ would have. The cache's branch refs become the store's refs, so ``ensure("hf://o
 a hit too, offline.
 
 A revision is **adopted** when every file of the commit is there and intact. Whether the
-snapshot holds every file comes from the commit's listing: huggingface_hub >= 2.4 caches it
+snapshot holds every file comes from the commit's listing: huggingface_hub 2.4 caches it
 (``trees/<sha>.json``); otherwise the Hub is asked for it (metadata only; ``ask_hub=False``
 never asks). A revision missing files, or with a corrupt or truncated one, is published
 **incomplete**: as a separate entry (version ``<sha>.partial``) holding only its intact files,

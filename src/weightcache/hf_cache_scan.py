@@ -5,7 +5,7 @@ The layout is huggingface_hub's (``file_download.py``, ``utils/_cache_manager.py
     <cache>/models--ORG--NAME/refs/<branch>            commit sha
     <cache>/models--ORG--NAME/snapshots/<sha>/<path>   symlink to ../../blobs/<etag>
     <cache>/models--ORG--NAME/blobs/<etag>             SHA-256 (LFS) or git blob id (other files)
-    <cache>/models--ORG--NAME/trees/<sha>.json         the commit's full listing (huggingface_hub >= 2.4,
+    <cache>/models--ORG--NAME/trees/<sha>.json         the commit's full listing (huggingface_hub 2.4,
                                                        ``_tree_cache.py``): size, blob_id, lfs_sha256
 
 A blob may itself be a symlink into the cache-wide Xet store (``utils/_shared_blobs.py``); the
