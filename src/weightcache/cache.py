@@ -13,6 +13,7 @@ from .display import safe_display
 from .entry import Entry
 from .errors import EntryInUseError, EntryNotFoundError, ManifestError, SourceUnreachableError
 from .gc import GcReport, collect_garbage, remove_entry_dir
+from .hf_cache_view import lay_out_view
 from .inuse import hold, release
 from .layout import entry_key, is_valid_key
 from .linking import LinkMode, link_entry
@@ -79,6 +80,7 @@ class WeightCache:
         repair: bool = False,
         refresh: bool = False,
         progress: ProgressCallback | None = None,
+        hf_cache: str | os.PathLike[str] | None = None,
     ) -> Entry:
         """Return the entry for ``source``, populating the store on a miss.
 
@@ -86,7 +88,9 @@ class WeightCache:
         once even when many processes ask at once. ``force`` re-fetches always; ``repair``
         rehashes a cached entry and re-fetches it if damaged; ``refresh`` asks a remote source
         for its latest version instead of using the one remembered in the store.
-        ``link_to`` links the files into that directory (see :meth:`link`).
+        ``link_to`` links the files into that directory (see :meth:`link`). ``hf_cache`` (hf://
+        sources) lays the entry out there as huggingface_hub's cache would hold it, linked, so
+        ``from_pretrained("org/name")`` with ``HF_HUB_CACHE`` there reads it (see :mod:`.hf_cache_view`).
 
         The entry is held in use until this process exits or calls :meth:`release`: another
         process's ``gc`` or ``rm`` does not remove it meanwhile.
@@ -104,6 +108,8 @@ class WeightCache:
             self._remember(src, entry)
         if link_to is not None:
             self.link(entry, link_to, mode=link_mode)
+        if hf_cache is not None:
+            lay_out_view(self.store.layout, src, entry, hf_cache)
         return entry
 
     # --- inspecting -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from .errors import LockTimeoutError, WeightCacheError
 from .fsutil import remove_tree, tree_size, unique_suffix
+from .hf_cache_view import drop_views
 from .inuse import exclusive
 from .manifest import Manifest
 from .populate import leftover_key, leftovers
@@ -113,6 +114,7 @@ def remove_entry_dir(store: Store, key: str, path: Path, *, force: bool = False)
         with contextlib.suppress(FileNotFoundError):
             path.rename(aside)
         drop_refs_to(layout, key)
+        drop_views(layout, key)  # an HF cache view must not outlive its entry
         use_file.unlink(missing_ok=True)
     remove_tree(aside)
     return True

@@ -1,6 +1,7 @@
 """The ``weightcache`` command line (typer + rich)."""
 
 from . import (
+    adopt_commands,  # noqa: F401  (registers adopt-hf-cache)
     commands,  # noqa: F401  (registers the core commands)
     modal_commands,  # noqa: F401  (registers push, pull, export, import)
     prefetch_commands,  # noqa: F401  (registers prefetch)

@@ -61,6 +61,12 @@ def ensure(
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Ask a remote source for its latest version.")
     ] = False,
+    hf_cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--hf-cache", help="Also lay an hf:// entry out here as a Hugging Face cache (HF_HUB_CACHE)."
+        ),
+    ] = None,
     json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -68,7 +74,9 @@ def ensure(
     cache = open_cache(store)
     started = time.perf_counter()
     with RichProgress(stderr) as progress:
-        entry = cache.ensure(source, force=force, repair=repair, refresh=refresh, progress=progress)
+        entry = cache.ensure(
+            source, force=force, repair=repair, refresh=refresh, progress=progress, hf_cache=hf_cache
+        )
     if link is not None:
         cache.link(entry, link, mode=mode.value, whole=whole, overwrite=overwrite)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
@@ -78,6 +86,7 @@ def ensure(
                 **EntryInfo.of(entry).model_dump(),
                 "seconds": round(seconds, 4),
                 "linked_to": str(link) if link else None,
+                **({"hf_cache": str(hf_cache)} if hf_cache else {}),
             }
         )
         return
@@ -89,6 +98,8 @@ def ensure(
     stdout.print(f"path: {show(str(entry.path))}", highlight=False)
     if link is not None:
         stdout.print(f"linked ({mode.value}) into {show(str(link))}", highlight=False)
+    if hf_cache is not None:
+        stdout.print(f"Hugging Face cache view in {show(str(hf_cache))}", highlight=False)
 
 
 @command("ls")
