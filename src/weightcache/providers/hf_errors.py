@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,9 +20,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from ..constants import ENV_HF_TOKEN
+from ..constants import ENV_HF_TOKEN, ENV_HUB_DEADLINE, ENV_HUB_TIMEOUT
 from ..errors import (
-    SizeMismatchError,
     SourceAuthError,
     SourceChangedError,
     SourceError,
@@ -28,6 +29,9 @@ from ..errors import (
     SourceUnreachableError,
     WeightCacheError,
 )
+from .hf_timeouts import HubDeadlineExceeded
+
+_COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class HubRequest:
     revision: str
     endpoint: str
     has_token: bool
+    timeout: float
+    deadline: float
 
 
 @contextlib.contextmanager
@@ -69,16 +75,37 @@ def hub_errors(request: HubRequest) -> Iterator[None]:
             f"HF_HUB_OFFLINE is set, so the Hub cannot be asked about the {request.repo}; "
             "unset it, or use a cached entry (ensure without --refresh)"
         ) from exc
+    except HubDeadlineExceeded as exc:
+        raise _unreachable(
+            request, f"no answer within {request.deadline:g} s; raise {ENV_HUB_DEADLINE} if it is just slow"
+        ) from exc
+    except httpx2.TimeoutException as exc:
+        raise _unreachable(
+            request, f"timed out after {request.timeout:g} s; raise {ENV_HUB_TIMEOUT} if it is just slow"
+        ) from exc
+    except httpx2.TooManyRedirects as exc:
+        raise SourceError(
+            f"the Hub at {request.endpoint} redirected too many times for the {request.repo}; "
+            "check HF_ENDPOINT and any proxy in between"
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise _not_the_hub(request) from exc
     except (httpx2.TransportError, LocalEntryNotFoundError) as exc:
         raise _unreachable(request, "the network failed") from exc
-    except OSError as exc:
-        # huggingface_hub reports a download whose size differs from the listed one as a plain OSError.
-        if exc.errno is None and "Consistency check failed" in str(exc):
-            raise SizeMismatchError(
-                f"a file of the Hugging Face {request.repo} arrived with the wrong size; "
-                "nothing was published; retry"
-            ) from exc
-        raise
+
+
+def check_commit_sha(request: HubRequest, sha: object) -> str:
+    """``sha`` if it is a commit sha, else the error for an answer that did not come from a Hub."""
+    if not isinstance(sha, str) or not _COMMIT_SHA.fullmatch(sha):
+        raise _not_the_hub(request)
+    return sha
+
+
+def _not_the_hub(request: HubRequest) -> SourceError:
+    return SourceError(
+        f"{request.endpoint} answered the request for the {request.repo} with something that is not the "
+        "Hub's API (a proxy or captive portal page?); check the network, the proxy or HF_ENDPOINT"
+    )
 
 
 def _gated(request: HubRequest) -> str:
