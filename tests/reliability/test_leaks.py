@@ -11,12 +11,13 @@ import logging
 import os
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from weightcache import HFSource, WeightCache
+from weightcache import HFSource, SourceError, WeightCache
 from weightcache.testing import FakeHub, FileServer
 
 SECRETS = ("HUBPASS", "SIGSECRET", "CREDSECRET")
@@ -63,27 +64,32 @@ def test_redirect_location_headers_are_redacted(cache: WeightCache, caplog: pyte
     assert_clean(caplog.text)
 
 
-def test_cli_debug_on_the_hub_path_is_redacted(signed_hub: tuple[FakeHub, str], tmp_path: Path) -> None:
+def test_hub_errors_and_their_causes_are_redacted(
+    signed_hub: tuple[FakeHub, str], cache: WeightCache
+) -> None:
+    _hub, endpoint = signed_hub
+    with pytest.raises(SourceError) as caught:
+        cache.ensure(HFSource("acme/missing", endpoint=endpoint))
+    shown = "".join(traceback.format_exception(caught.value))  # what --debug prints, causes included
+    assert "Repository Not Found for url: http://127.0.0.1" in shown
+    assert_clean(shown)
+
+
+@pytest.mark.parametrize(("uri", "exit_code"), [("hf://acme/tiny", 0), ("hf://acme/missing", 1)])
+def test_cli_debug_on_the_hub_path_is_redacted(
+    signed_hub: tuple[FakeHub, str], tmp_path: Path, uri: str, exit_code: int
+) -> None:
     _hub, endpoint = signed_hub
     env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_TELEMETRY": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[2] / "src"), env.get("PYTHONPATH", "")])
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "weightcache",
-            "ensure",
-            "hf://acme/tiny",
-            "--store",
-            str(tmp_path / "s"),
-            "--debug",
-        ],
+        [sys.executable, "-m", "weightcache", "ensure", uri, "--store", str(tmp_path / "s"), "--debug"],
         capture_output=True,
         text=True,
         env=env,
         timeout=300,
         check=False,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == exit_code, done.stderr[-2000:]
     assert "HTTP Request" in done.stderr  # --debug logged the requests
     assert_clean(done.stdout + done.stderr)

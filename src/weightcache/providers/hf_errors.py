@@ -29,6 +29,7 @@ from ..errors import (
     SourceUnreachableError,
     WeightCacheError,
 )
+from ..redaction import redact_text
 from .hf_timeouts import HubDeadlineExceeded
 
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
@@ -48,50 +49,77 @@ class HubRequest:
 
 @contextlib.contextmanager
 def hub_errors(request: HubRequest) -> Iterator[None]:
-    """Translate the errors huggingface_hub (and its HTTP client) raise inside the block."""
+    """Translate the errors huggingface_hub (and its HTTP client) raise inside the block, by type.
+
+    Their own messages name request URLs, which may hold ``HF_ENDPOINT``'s ``user:pass@`` or a
+    signed CDN link; they stay chained as the cause (``--debug`` shows it), redacted.
+    """
     try:
         yield
     except WeightCacheError:
         raise
-    except GatedRepoError as exc:
-        raise SourceAuthError(_gated(request)) from exc
-    except RepositoryNotFoundError as exc:
-        raise SourceNotFoundError(_not_found(request)) from exc
-    except RevisionNotFoundError as exc:
-        raise SourceNotFoundError(
+    except Exception as exc:
+        _redact_chain(exc)
+        error = _translate(request, exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _translate(request: HubRequest, exc: Exception) -> WeightCacheError | None:
+    if isinstance(exc, GatedRepoError):
+        return SourceAuthError(_gated(request))
+    if isinstance(exc, RepositoryNotFoundError):
+        return SourceNotFoundError(_not_found(request))
+    if isinstance(exc, RevisionNotFoundError):
+        return SourceNotFoundError(
             f"revision {request.revision!r} does not exist in the Hugging Face {request.repo}; "
             "check the branch, tag or commit"
-        ) from exc
-    except RemoteEntryNotFoundError as exc:
-        raise SourceChangedError(
+        )
+    if isinstance(exc, RemoteEntryNotFoundError):
+        return SourceChangedError(
             f"a file listed in the Hugging Face {request.repo} vanished during the download; run again"
-        ) from exc
-    except DisabledRepoError as exc:
-        raise SourceNotFoundError(f"the Hugging Face {request.repo} has been disabled on the Hub") from exc
-    except HfHubHTTPError as exc:
-        raise _http_error(request, exc.response.status_code) from exc
-    except OfflineModeIsEnabled as exc:
-        raise SourceUnreachableError(
+        )
+    if isinstance(exc, DisabledRepoError):
+        return SourceNotFoundError(f"the Hugging Face {request.repo} has been disabled on the Hub")
+    if isinstance(exc, HfHubHTTPError):
+        return _http_error(request, exc.response.status_code)
+    if isinstance(exc, OfflineModeIsEnabled):
+        return SourceUnreachableError(
             f"HF_HUB_OFFLINE is set, so the Hub cannot be asked about the {request.repo}; "
             "unset it, or use a cached entry (ensure without --refresh)"
-        ) from exc
-    except HubDeadlineExceeded as exc:
-        raise _unreachable(
+        )
+    return _transport_error(request, exc)
+
+
+def _transport_error(request: HubRequest, exc: Exception) -> WeightCacheError | None:
+    if isinstance(exc, HubDeadlineExceeded):
+        return _unreachable(
             request, f"no answer within {request.deadline:g} s; raise {ENV_HUB_DEADLINE} if it is just slow"
-        ) from exc
-    except httpx2.TimeoutException as exc:
-        raise _unreachable(
+        )
+    if isinstance(exc, httpx2.TimeoutException):
+        return _unreachable(
             request, f"timed out after {request.timeout:g} s; raise {ENV_HUB_TIMEOUT} if it is just slow"
-        ) from exc
-    except httpx2.TooManyRedirects as exc:
-        raise SourceError(
+        )
+    if isinstance(exc, httpx2.TooManyRedirects):
+        return SourceError(
             f"the Hub at {request.endpoint} redirected too many times for the {request.repo}; "
             "check HF_ENDPOINT and any proxy in between"
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise _not_the_hub(request) from exc
-    except (httpx2.TransportError, LocalEntryNotFoundError) as exc:
-        raise _unreachable(request, "the network failed") from exc
+        )
+    if isinstance(exc, json.JSONDecodeError):
+        return _not_the_hub(request)
+    if isinstance(exc, (httpx2.TransportError, LocalEntryNotFoundError)):
+        return _unreachable(request, "the network failed")
+    return None
+
+
+def _redact_chain(error: BaseException | None) -> None:
+    """Redact the URLs in the messages of ``error`` and of the errors chained to it."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.args = tuple(redact_text(arg) if isinstance(arg, str) else arg for arg in error.args)
+        error = error.__cause__ or error.__context__
 
 
 def check_commit_sha(request: HubRequest, sha: object) -> str:
