@@ -156,5 +156,6 @@ def test_a_name_too_long_for_the_filesystem_is_one_sentence(store_dir: Path, cli
 def test_a_file_and_folder_clash_among_the_urls_is_one_sentence(store_dir: Path, cli) -> None:
     with pytest.raises(InvalidSourceError, match="both a file and a folder"):
         URLSource({"a": "https://example.com/a", "a/b": "https://example.com/b"})
-    result = cli("ensure", "https://example.com/x#name=a | https://example.com/y#name=a/b", "--store", store_dir)
+    uri = "https://example.com/x#name=a | https://example.com/y#name=a/b"
+    result = cli("ensure", uri, "--store", store_dir)
     assert result.exit_code == 1 and "both a file and a folder" in result.output
