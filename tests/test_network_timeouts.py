@@ -7,6 +7,7 @@ error itself; the generous join bound only turns a regression into a failure ins
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -222,3 +223,19 @@ def test_non_ascii_digits_in_retry_after_are_ignored(cache: WeightCache, digits:
         url = server.add("/model.bin", b"weights")
         server.fail("/model.bin", 503, retry_after=digits)  # type: ignore[arg-type]
         assert cache.ensure(URLSource(url, retries=2)).file().read_bytes() == b"weights"
+
+
+def test_a_portal_page_instead_of_a_hub_file_is_one_sentence(cache: WeightCache, scripted) -> None:
+    listing = json.dumps([{"type": "file", "oid": "0" * 40, "size": 5, "path": "config.json"}]).encode()
+
+    def answer(handler: QuietHandler) -> None:
+        if "/tree/" in handler.path:
+            handler.send_simple(200, {"Content-Type": "application/json"}, listing)
+        else:
+            handler.send_simple(200, {"Content-Type": "text/html"}, b"<html>log in</html>")
+
+    url = scripted(answer)
+    with pytest.raises(SourceError, match="captive portal") as caught:
+        cache.ensure(HFSource("acme/tiny", revision="c" * 40, endpoint=url))
+    one_line(caught.value)
+    assert cache.list() == []

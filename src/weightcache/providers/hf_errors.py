@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import httpx2
 from huggingface_hub.errors import (
     DisabledRepoError,
+    FileMetadataError,
     GatedRepoError,
     HfHubHTTPError,
     LocalEntryNotFoundError,
@@ -92,7 +93,10 @@ def _translate(request: HubRequest, exc: Exception) -> WeightCacheError | None:
     return _transport_error(request, exc)
 
 
-def _transport_error(request: HubRequest, exc: Exception) -> WeightCacheError | None:
+def _transport_error(request: HubRequest, exc: BaseException) -> WeightCacheError | None:
+    if isinstance(exc, LocalEntryNotFoundError) and exc.__cause__ is not None:
+        # hf_hub_download wraps what its metadata request met (file_download.py, _raise_on_head_call_error).
+        return _transport_error(request, exc.__cause__) or _unreachable(request, "the network failed")
     if isinstance(exc, HubDeadlineExceeded):
         return _unreachable(
             request, f"no answer within {request.deadline:g} s; raise {ENV_HUB_DEADLINE} if it is just slow"
@@ -106,7 +110,7 @@ def _transport_error(request: HubRequest, exc: Exception) -> WeightCacheError | 
             f"the Hub at {request.endpoint} redirected too many times for the {request.repo}; "
             "check HF_ENDPOINT and any proxy in between"
         )
-    if isinstance(exc, json.JSONDecodeError):
+    if isinstance(exc, (json.JSONDecodeError, FileMetadataError)):  # no JSON; a file without ETag or commit
         return _not_the_hub(request)
     if isinstance(exc, (httpx2.TransportError, LocalEntryNotFoundError)):
         return _unreachable(request, "the network failed")
