@@ -227,8 +227,8 @@ def _remote_file(text: str, *, name: str | None, sha256: str | None, id: str | N
         )
     url, _, fragment = text.strip().partition("#")
     params = _fragment(text, fragment)
-    for key, given in (("sha256", sha256), ("id", id)):
-        if given is not None and params.get(key, given).lower() != given.lower():
+    for key, given, same in (("sha256", sha256, str.lower), ("id", id, str)):
+        if given is not None and same(params.get(key, given)) != same(given):
             raise InvalidSourceError(f"{redact_url(url)} is given two different {key} values; keep one")
     sha256 = sha256 or params.get("sha256")
     id = id or params.get("id")
