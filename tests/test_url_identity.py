@@ -66,6 +66,16 @@ def test_a_pinned_presigned_link_keeps_its_entry_when_its_signature_rotates(cach
         assert again.hit and again.key == first.key and server.count() == served
 
 
+def test_pinned_urls_differing_in_a_parameter_stay_apart_through_gc(cache: WeightCache) -> None:
+    with FileServer() as server:
+        url_a = server.add("/dl?key=models/a.bin", A) + f"#sha256={hashlib.sha256(A).hexdigest()}"
+        url_b = server.add("/dl?key=models/b.bin", B) + f"#sha256={hashlib.sha256(B).hexdigest()}"
+        first, second = cache.ensure(url_a), cache.ensure(url_b)
+    assert first.source != second.source
+    assert cache.gc(keep=1).removed == []  # two sources, one version each: nothing to collect
+    assert (first.file().read_bytes(), second.file().read_bytes()) == (A, B)
+
+
 def test_a_named_presigned_link_keeps_its_entry_when_its_signature_rotates(cache: WeightCache) -> None:
     with FileServer() as server:
         server.add("/bucket/a.bin", A)

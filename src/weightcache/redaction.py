@@ -40,6 +40,18 @@ SECRET_PARAMETERS = frozenset(
     }
 )  # fmt: skip
 
+#: Query parameters that change each time a link is signed again without being secret (dates,
+#: expiries, policies of S3, GCS, Azure SAS and CloudFront links), lower case. A link pinned by
+#: its hash or named by the user is identified without them and without the secret ones.
+SIGNING_PARAMETERS = frozenset(
+    {
+        "x-amz-date", "x-amz-expires", "x-amz-algorithm", "x-amz-signedheaders",
+        "x-goog-date", "x-goog-expires", "x-goog-algorithm", "x-goog-signedheaders",
+        "expires", "policy", "key-pair-id", "se", "st", "sv", "sp", "sr", "spr", "skoid", "sktid",
+        "skt", "ske", "sks", "skv",
+    }
+)  # fmt: skip
+
 #: Loggers whose records :func:`install_log_redaction` rewrites (and their children).
 REDACTED_LOGGERS = ("weightcache", "httpx2", "httpcore2", "httpx", "httpcore", "huggingface_hub", "urllib3")
 
@@ -53,6 +65,12 @@ _DIGEST_ROUNDS = 20_000
 def is_secret_parameter(name: str) -> bool:
     """Whether the query parameter ``name`` (raw, possibly percent-encoded) carries a credential."""
     return unquote_plus(name).strip().lower() in SECRET_PARAMETERS
+
+
+def is_signing_parameter(name: str) -> bool:
+    """Whether the query parameter ``name`` belongs to a link's signature (secret or not)."""
+    decoded = unquote_plus(name).strip().lower()
+    return decoded in SECRET_PARAMETERS or decoded in SIGNING_PARAMETERS
 
 
 def split_userinfo(url: str) -> tuple[str, str]:

@@ -11,8 +11,9 @@ log line.
 
 The identity of a file (what its entry is keyed by) is its whole URL, each credential in it as a
 one-way digest: two URLs that differ anywhere, a secret included, never share an entry. A pinned
-file (``sha256``) or one named by the user (``#id=NAME``) is identified without its query, so a
-pre-signed link whose signature and date rotate keeps its entry.
+file (``sha256``) or one named by the user (``#id=NAME``) is identified without its signature
+(:data:`~weightcache.redaction.SIGNING_PARAMETERS` and the secret ones), so a pre-signed link
+whose signature and date rotate keeps its entry.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ..constants import (
 from ..errors import InvalidSourceError, SourceChangedError
 from ..fsutil import safe_relpath
 from ..layout import short_hash
-from ..redaction import redact_url, secret_digest, split_userinfo
+from ..redaction import is_signing_parameter, redact_url, secret_digest, split_userinfo
 from ..staging import Staging
 from .base import Source
 
@@ -71,10 +72,10 @@ class _RemoteFile:
         return _with_fragment(self.label if self.stable else _digested(self.url), self._params(with_hash))
 
     def identity(self) -> str:
-        """What keys this file's entry: the whole URL with digests, or without its query if stable."""
+        """What keys this file's entry: the whole URL with digests, or without its signature if stable."""
         if not self.stable:
             return self.uri(with_hash=False)
-        return _with_fragment(self.label.partition("?")[0], self._params(with_hash=False))
+        return _with_fragment(_unsigned(self.label), self._params(with_hash=False))
 
     def _params(self, with_hash: bool) -> list[str]:
         params = [f"sha256={self.sha256}"] if with_hash and self.sha256 else []
@@ -292,6 +293,13 @@ def _digested(url: str) -> str:
         return shown
     scheme, _, rest = shown.partition("://")
     return f"{scheme}://{_REDACTED_MARK}:{secret_digest(userinfo)}>@{rest}"
+
+
+def _unsigned(url: str) -> str:
+    """``url`` without the query parameters that change when a link is signed again."""
+    base, _, query = url.partition("?")
+    kept = [pair for pair in query.split("&") if pair and not is_signing_parameter(pair.partition("=")[0])]
+    return base + ("?" + "&".join(kept) if kept else "")
 
 
 def _with_fragment(url: str, params: list[str]) -> str:
