@@ -53,7 +53,6 @@ def silent() -> Iterator[SilentServer]:
 def small_hub_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEIGHTCACHE_HUB_TIMEOUT", "0.3")
     monkeypatch.setenv("WEIGHTCACHE_HUB_DEADLINE", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 def raised_within_bound(call: Callable[[], object]) -> BaseException:
