@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from weightcache import InvalidSourceError, URLSource, WeightCache
-from weightcache.redaction import SECRET_PARAMETERS, is_secret_parameter, redact_url
+from weightcache.redaction import SECRET_PARAMETERS, install_log_redaction, is_secret_parameter, redact_url
 from weightcache.testing import FileServer
 
 A, B = b"bytes of models/a.bin", b"bytes of models/b.bin, another file"
@@ -169,3 +170,16 @@ def test_a_file_and_folder_clash_among_the_urls_is_one_sentence(store_dir: Path,
     uri = "https://example.com/x#name=a | https://example.com/y#name=a/b"
     result = cli("ensure", uri, "--store", store_dir)
     assert result.exit_code == 1 and "both a file and a folder" in result.output
+
+
+@pytest.mark.parametrize("url", ["https://[::1/x.bin", "https://host:99999/x.bin", "https://host:port/x.bin"])
+def test_a_malformed_host_is_one_sentence(url: str) -> None:
+    with pytest.raises(InvalidSourceError, match="not a valid http"):
+        URLSource(url)
+
+
+def test_log_redaction_survives_an_unparseable_url(caplog: pytest.LogCaptureFixture) -> None:
+    install_log_redaction()  # what the HTTP modules do when imported
+    caplog.set_level(logging.INFO)
+    logging.getLogger("weightcache.test").info("fetching %s", "https://u:SECRETPW@[::1/x.bin")
+    assert "fetching https://" in caplog.text and "SECRETPW" not in caplog.text

@@ -93,7 +93,10 @@ def split_userinfo(url: str) -> tuple[str, str]:
 def redact_url(url: str, *, replace: Callable[[str], str] = lambda _value: REDACTED) -> str:
     """``url`` without ``user:pass@``, each secret query value replaced by ``replace(value)``."""
     url = split_userinfo(url)[1]
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket: show nothing that could hold a secret
+        return url.partition("://")[0] + "://" + REDACTED
     pairs = []
     for pair in parts.query.split("&") if parts.query else []:
         name, equals, value = pair.partition("=")

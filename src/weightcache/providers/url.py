@@ -237,14 +237,23 @@ def _remote_file(text: str, *, name: str | None, sha256: str | None, id: str | N
         raise InvalidSourceError(f"sha256 of {redact_url(url)} is not 64 hex digits; copy the full hash")
     if id is not None and not id.strip():
         raise InvalidSourceError(f"the id of {redact_url(url)} is empty; name what the URL serves")
-    if urlsplit(url).scheme.lower() not in ("http", "https") or not urlsplit(url).hostname:
-        raise InvalidSourceError(f"{redact_url(url)!r} is not an http:// or https:// URL")
+    if not _is_http_url(url):
+        raise InvalidSourceError(f"{redact_url(url)!r} is not a valid http:// or https:// URL")
     if _REDACTED_MARK in url:
         raise InvalidSourceError(
             f"{redact_url(url)} had its credentials removed when it was recorded; pass the URL with them"
         )
     relpath = safe_relpath(name or params.get("name") or _default_name(url))
     return _RemoteFile(relpath, url, redact_url(url), sha256.lower() if sha256 else None, id)
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
+    except ValueError:  # that, or an unclosed IPv6 bracket
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
 def _fragment(text: str, fragment: str) -> dict[str, str]:
