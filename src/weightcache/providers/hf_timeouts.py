@@ -9,6 +9,10 @@ never answers would hold ``ensure()`` (and every process waiting on its populate
 the block a connect and read timeout (the smaller of the request timeout and what is left of the
 deadline), and refuses to start a request once the deadline has passed. Requests made outside such
 a block, by weightcache or the application, are left as they are.
+
+Known limit: after a refused connection huggingface_hub replaces its shared client
+(``close_session`` in ``http_backoff``); the retries left in that step run on the new client,
+unbounded, until the next block installs the hook on it again.
 """
 
 from __future__ import annotations
