@@ -186,7 +186,7 @@ def test_warm_path_hashes_nothing(
 
     for name in (
         "weightcache.verify.hash_file",
-        "weightcache.staging.iter_file_chunks",
+        "weightcache.staging._regular_file_chunks",
         "weightcache.staging.hash_file",
     ):
         monkeypatch.setattr(name, forbidden)
