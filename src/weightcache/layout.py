@@ -28,6 +28,7 @@ from .errors import UnsafeStoreError
 
 MANIFEST_NAME = "manifest.json"
 FILES_DIR_NAME = "files"
+STORE_META_NAME = ".weightcache"  # the store's own bookkeeping directory, beside entries/
 
 _SLUG_CHARS = re.compile(r"[^a-z0-9._-]+")
 _KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,100}$")
@@ -89,7 +90,7 @@ class StoreLayout:
     @cached_property
     def meta_dir(self) -> Path:
         """weightcache's own bookkeeping (staging, trash, refs, locks)."""
-        return self.root / ".weightcache"
+        return self.root / STORE_META_NAME
 
     @cached_property
     def staging_dir(self) -> Path:
