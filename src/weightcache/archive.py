@@ -96,7 +96,7 @@ def export_to_path(cache: WeightCache, key: str, path: str) -> Entry:
     except OSError as exc:
         raise _write_error(path, exc) from exc
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # gone after the rename, or never made (a read-only filesystem)
             os.unlink(partial)
     return entry
 
