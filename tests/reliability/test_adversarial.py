@@ -430,3 +430,28 @@ def test_a_store_inside_its_own_source_is_named(make_image_dir) -> None:
     source = make_image_dir({"weights.bin": b"w"})
     with pytest.raises(InvalidSourceError, match="contains a weightcache store"):
         WeightCache(source / "cache").ensure(source)
+
+
+# --- The same attacks through the CLI: one sentence, exit 1 ------------------------------------------
+
+
+def test_cli_export_and_import_paths_that_are_not_files(
+    cache: WeightCache, make_image_dir, tmp_path: Path, cli
+) -> None:
+    entry = cache.ensure(make_image_dir())
+    store = cache.store.root
+    for args in (["export", entry.key, "-o", "", "--store", store], ["import", tmp_path, "--store", store]):
+        result = cli(*args)
+        assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1, result.output
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = threading.Thread(target=fifo.read_bytes)
+    reader.start()
+    with _no_hang():
+        assert cli("export", entry.key, "-o", fifo, "--store", store).exit_code == 0
+        reader.join()
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    archive = tmp_path / "backup.tar"
+    export_to_path(cache, entry.key, str(archive))
+    result = cli("import", archive, "--trust", "--store", tmp_path / "other", "--json")
+    assert result.exit_code == 0 and '"imported_from": "archive ' in result.stdout
