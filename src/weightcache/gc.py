@@ -65,7 +65,7 @@ def collect_garbage(store: Store, *, keep: int, dry_run: bool) -> GcReport:
         )
     layout = store.layout
     check_contained(layout, "gc")
-    candidates, by_source = _scan_entries(layout)
+    candidates, by_source = _scan_entries(layout, adopt=not dry_run)
     referenced = {ref.key for ref in all_refs(layout)}
     for manifests in by_source.values():
         manifests.sort(key=lambda manifest: manifest.created_at, reverse=True)
@@ -95,8 +95,13 @@ def collect_garbage(store: Store, *, keep: int, dry_run: bool) -> GcReport:
     )
 
 
-def _scan_entries(layout: StoreLayout) -> tuple[list[tuple[Removal, Path]], dict[str, list[Manifest]]]:
-    """Incomplete entries and leftovers that are provably the store's, and the valid entries by source."""
+def _scan_entries(
+    layout: StoreLayout, *, adopt: bool
+) -> tuple[list[tuple[Removal, Path]], dict[str, list[Manifest]]]:
+    """Incomplete entries and leftovers that are provably the store's, and the valid entries by source.
+
+    ``adopt`` marks a store from before the marker (see :func:`is_store`); a dry run writes nothing.
+    """
     found = [
         (entry_dir, load_manifest(layout, entry_dir.name))
         for entry_dir in (sorted(layout.entries_dir.iterdir()) if layout.entries_dir.is_dir() else [])
@@ -105,7 +110,7 @@ def _scan_entries(layout: StoreLayout) -> tuple[list[tuple[Removal, Path]], dict
     for _entry_dir, manifest in found:
         if manifest is not None:
             by_source[manifest.source].append(manifest)
-    if not is_store(layout, bool(by_source)):
+    if not is_store(layout, bool(by_source), mark=adopt):
         return [], by_source
     candidates = [
         (Removal(key=entry_dir.name, reason="incomplete", bytes=tree_size(entry_dir)), entry_dir)
@@ -119,19 +124,21 @@ def _scan_entries(layout: StoreLayout) -> tuple[list[tuple[Removal, Path]], dict
     return candidates, by_source
 
 
-def is_store(layout: StoreLayout, has_entries: bool) -> bool:
+def is_store(layout: StoreLayout, has_entries: bool, *, mark: bool = True) -> bool:
     """Whether ``layout.root`` is provably a weightcache store, so its leftovers are gc's to remove.
 
     The store marker proves it. A store written before the marker existed proves it with its
-    ``.weightcache`` directory and at least one valid entry (``has_entries``); it is marked now.
+    ``.weightcache`` directory and at least one valid entry (``has_entries``); it is marked now
+    (unless ``mark`` is false).
     """
     if layout.is_marked():
         return True
     if not (has_entries and layout.meta_dir.is_dir()):
         logger.info("%s has no store marker: gc removes only entries with a manifest", layout.root)
         return False
-    with contextlib.suppress(OSError):  # a read-only store still proves itself; it just stays unmarked
-        layout.mark()
+    if mark:
+        with contextlib.suppress(OSError):  # a read-only store still proves itself; it just stays unmarked
+            layout.mark()
     return True
 
 
