@@ -238,7 +238,7 @@ def test_b06_export_writes_through_a_fifo_and_a_device_and_refuses_a_symlink(
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     received = bytearray()
-    reader = threading.Thread(target=lambda: received.extend(fifo.read_bytes()))
+    reader = threading.Thread(target=lambda: received.extend(fifo.read_bytes()), daemon=True)
     reader.start()
     with _no_hang():
         export_to_path(cache, entry.key, str(fifo))
@@ -445,7 +445,7 @@ def test_cli_export_and_import_paths_that_are_not_files(
         assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1, result.output
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    reader = threading.Thread(target=fifo.read_bytes)
+    reader = threading.Thread(target=fifo.read_bytes, daemon=True)
     reader.start()
     with _no_hang():
         assert cli("export", entry.key, "-o", fifo, "--store", store).exit_code == 0
