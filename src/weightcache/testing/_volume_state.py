@@ -41,6 +41,7 @@ class Tree:
 
     files: dict[str, FileSignature] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
+    links: set[str] = field(default_factory=set)
 
 
 def scan(root: Path) -> Tree:
@@ -49,6 +50,7 @@ def scan(root: Path) -> Tree:
     for dirpath, dirnames, filenames in os.walk(root):
         relative = os.path.relpath(dirpath, root)
         prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
+        tree.links.update(prefix + name for name in dirnames if os.path.islink(os.path.join(dirpath, name)))
         dirnames[:] = [name for name in dirnames if not os.path.islink(os.path.join(dirpath, name))]
         tree.dirs.update(prefix + name for name in dirnames)
         for name in filenames:
@@ -58,6 +60,8 @@ def scan(root: Path) -> Tree:
                 continue
             if stat.S_ISREG(info.st_mode):
                 tree.files[prefix + name] = signature(info)
+            elif stat.S_ISLNK(info.st_mode):
+                tree.links.add(prefix + name)
     return tree
 
 
@@ -82,6 +86,10 @@ def remove_empty_dirs(root: Path, relpaths: set[str]) -> None:
             (root / relpath).rmdir()
 
 
+class InodeLimitError(Exception):
+    """A commit would take the Volume past its inode limit (nothing of it was applied)."""
+
+
 @dataclass
 class Index:
     """The committed generation counter and the generation that last wrote each committed file."""
@@ -93,7 +101,9 @@ class Index:
 class CommittedState:
     """A Volume's committed tree and index under ``root``, shared by every process that opens it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, max_inodes: int | None = None) -> None:
+        #: Files, directories and symlinks a commit may leave on the Volume (``None``: no limit).
+        self.max_inodes = max_inodes
         self.tree = root / "committed"
         self.tree.mkdir(parents=True, exist_ok=True)
         self._index_path = root / "index.json"
@@ -154,6 +164,7 @@ class View:
         with self.state.lock:
             index = self.state.load()
             local = scan(self.mount)
+            self._check_inodes(index, local)
             generation = index.generation + 1
             for relpath, sig in local.files.items():
                 base = self._base_files.get(relpath)
@@ -177,3 +188,17 @@ class View:
             self._base_dirs = local.dirs
             index.generation = generation
             self.state.save(index)
+
+    def _check_inodes(self, index: Index, local: Tree) -> None:
+        """Refuse a commit whose result would pass the limit; symlinks count though the fake drops them."""
+        if self.state.max_inodes is None:
+            return
+        deleted = {path for path in self._base_files if path not in local.files}
+        files = (set(index.files) - deleted) | set(local.files)
+        dirs = scan(self.state.tree).dirs | local.dirs
+        inodes = len(files) + len(dirs) + len(local.links)
+        if inodes > self.state.max_inodes:
+            raise InodeLimitError(
+                f"Volume would hold {inodes} inodes (files, directories and symlinks), past its limit "
+                f"of {self.state.max_inodes}; remove files before committing"
+            )
