@@ -14,19 +14,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from weightcache import LeaseSettings, ModalVolumeStore, WeightCache
-from weightcache.testing import FakeModalVolume, FakeVolumeContainer
+from weightcache import ModalVolumeStore, WeightCache
+from weightcache.testing import FakeModalDict, FakeModalVolume, FakeVolumeContainer
 
 from .servers import REPO_ID
-
-#: Lease timings scaled to a model that downloads in seconds (the defaults suit 30 GB ones).
-SHORT_LEASE = LeaseSettings(lease_seconds=10, heartbeat_seconds=1, poll_seconds=0.25, settle_seconds=0.5)
 
 Load = Callable[[], "bool | None"]
 
 
-def _weightcache(container: FakeVolumeContainer, lease: LeaseSettings) -> Load:
-    cache = WeightCache(ModalVolumeStore(container, container.mount_path, lease=lease))
+def _weightcache(container: FakeVolumeContainer, *, with_dict: bool) -> Load:
+    # The lease Dict lives beside the Volume's directory, so each herd starts with an empty one.
+    leases = FakeModalDict(container.mount_path.parent.parent / "leases.dict") if with_dict else None
+    cache = WeightCache(ModalVolumeStore(container, container.mount_path, lease_dict=leases))
     return lambda: cache.ensure(f"hf://{REPO_ID}").hit
 
 
@@ -42,8 +41,8 @@ def _modal_examples(container: FakeVolumeContainer) -> Load:
 
 
 PATTERNS: dict[str, Callable[[FakeVolumeContainer], Load]] = {
-    "weightcache": lambda container: _weightcache(container, LeaseSettings()),
-    "weightcache-short-lease": lambda container: _weightcache(container, SHORT_LEASE),
+    "weightcache": lambda container: _weightcache(container, with_dict=True),
+    "weightcache-no-dict": lambda container: _weightcache(container, with_dict=False),
     "modal-examples": _modal_examples,
 }
 

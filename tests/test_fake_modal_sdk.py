@@ -23,7 +23,10 @@ def test_the_sdk_commit_reloads_unless_skip_reload() -> None:
     # What the fake models, read from the installed SDK rather than restated.
     source = inspect.getsource(modal.volume._Volume.commit)
     assert "if not resp.skip_reload:" in source and "_do_reload" in source
-    assert "except (ConflictError, NotFoundError) as exc:\n                raise RuntimeError(str(exc))" in source
+    assert (
+        "except (ConflictError, NotFoundError) as exc:\n                raise RuntimeError(str(exc))"
+        in source
+    )
     assert OPEN_FILES_MESSAGE in inspect.getsource(modal.volume._Volume.reload)
 
 
@@ -50,9 +53,8 @@ def test_a_commit_with_open_files_persists_then_raises_like_the_sdk(volume: Fake
     container = volume.container()
     weights = container.mount_path / "model.bin"
     weights.write_bytes(b"weights")
-    with open(weights, "rb"):
-        with pytest.raises(RuntimeError) as refused:
-            container.commit()
+    with open(weights, "rb"), pytest.raises(RuntimeError) as refused:
+        container.commit()
     # The SDK's commit does not annotate the reload's refusal; its reload() does.
     assert str(refused.value) == OPEN_FILES_MESSAGE
     assert b"".join(volume.read_file("model.bin")) == b"weights"  # the data stayed committed

@@ -121,3 +121,7 @@ class WeightFileNotFoundError(LoadError, FileNotFoundError):
 
 class SafetensorsFormatError(LoadError, ValueError):
     """A safetensors file is malformed (truncated, bad header, misfit offsets) or holds an unknown dtype."""
+
+
+class VolumeNotMountedError(StoreError, ValueError):
+    """A Modal store's path is not on a mounted Volume in this container (a typo in the mount path)."""

@@ -111,7 +111,9 @@ class FakeVolumeContainer:
             self._check_running()
             blocked, annotation = self._open_files()
             if blocked:
-                raise RuntimeError(f"{OPEN_FILES_MESSAGE}: {annotation}" if annotation else OPEN_FILES_MESSAGE)
+                raise RuntimeError(
+                    f"{OPEN_FILES_MESSAGE}: {annotation}" if annotation else OPEN_FILES_MESSAGE
+                )
             self._persist()
             self._view.sync()
 
