@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ..fsutil import remove_tree
-from ._volume_state import InodeLimitError, View
+from ._volume_state import InodeLimitError, View, empty_view, is_mount_point
 
 if TYPE_CHECKING:
     from .fake_modal import FakeModalVolume
@@ -180,7 +180,10 @@ class FakeVolumeContainer:
     def _end(self) -> None:
         with self._lock:
             self._ended = True
-            remove_tree(self.mount_path)
+            if is_mount_point(self.mount_path):
+                empty_view(self.mount_path)
+            else:
+                remove_tree(self.mount_path)
 
     def _check_running(self) -> None:
         if self._ended:

@@ -80,7 +80,7 @@ class FakeModalDict:
 
     def _load(self) -> dict[Any, Any]:
         try:
-            return pickle.loads(self.path.read_bytes())  # noqa: S301  (our own file)
+            return pickle.loads(self.path.read_bytes())
         except FileNotFoundError:
             return {}
 

@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING
 from ..constants import CHUNK_BYTES
 from ..fsutil import remove_tree
 from ._fake_container import OPEN_FILES_MESSAGE, FakeVolumeContainer
-from ._volume_state import CommittedState, View, copy_into, scan
+from ._volume_state import CommittedState, View, copy_into, empty_view, scan
 
 if TYPE_CHECKING:
     from modal.volume import FileEntry
@@ -52,6 +52,10 @@ class FakeModalVolume:
     committed state, like a ``modal.Volume`` used outside Modal. :meth:`container` starts a
     simulated container, whose object stands in for the ``modal.Volume`` inside it.
     ``version`` (1 or 2) sets the inode limit commits are held to, unless ``max_inodes`` is given.
+    ``link_files`` shares file data between containers by hard links instead of copies, so a
+    reload costs what Modal's does (metadata, not bytes); then a write *in place* into a file
+    that came from the Volume reaches every container at once (files replaced by a rename, as
+    weightcache writes them, stay isolated). Every process opening ``root`` must agree on it.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class FakeModalVolume:
         name: str = "fake-volume",
         version: int = 1,
         max_inodes: int | None = None,
+        link_files: bool = False,
     ) -> None:
         if version not in (1, 2):
             raise ValueError(f"version must be 1 or 2, not {version!r}")
@@ -69,7 +74,7 @@ class FakeModalVolume:
         #: Commits past this many inodes fail: ``max_inodes`` if given, else Modal's published limit
         #: for the version (500,000 for v1; v2 has none).
         self.max_inodes = max_inodes if max_inodes is not None else (V1_MAX_INODES if version == 1 else None)
-        self._state = CommittedState(self.root, max_inodes=self.max_inodes)
+        self._state = CommittedState(self.root, max_inodes=self.max_inodes, link_files=link_files)
 
     def __repr__(self) -> str:
         return f"FakeModalVolume({str(self.root)!r}, name={self.name!r})"
@@ -91,8 +96,7 @@ class FakeModalVolume:
         """
         container_id = container_id or f"container-{os.getpid()}-{secrets.token_hex(3)}"
         mount = Path(mount_path) if mount_path is not None else self.root / "containers" / container_id
-        remove_tree(mount)
-        mount.mkdir(parents=True)
+        empty_view(mount)
         return FakeVolumeContainer(
             self,
             container_id,
