@@ -150,7 +150,8 @@ def lease_records(tmp_path: Path) -> list[dict]:
     """The lease Dict's generation records, oldest first."""
     leases = FakeModalDict(tmp_path / "leases.dict")
     items = leases._load()
-    generations = sorted((key for key in items if not key.endswith("/head")), key=lambda k: int(k.rsplit("/", 1)[1]))
+    generations = [key for key in items if not key.endswith("/head")]
+    generations.sort(key=lambda key: int(key.rsplit("/", 1)[1]))
     return [items[key] for key in generations]
 
 
