@@ -149,7 +149,7 @@ def test_racing_without_a_lease_still_ends_with_one_valid_entry(tmp_path: Path) 
 def lease_records(tmp_path: Path) -> list[dict]:
     """The lease Dict's generation records, oldest first."""
     leases = FakeModalDict(tmp_path / "leases.dict")
-    items = leases._load()
+    items = dict(leases.items())
     generations = [key for key in items if not key.endswith("/head")]
     generations.sort(key=lambda key: int(key.rsplit("/", 1)[1]))
     return [items[key] for key in generations]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import modal
@@ -39,7 +40,7 @@ def volume(tmp_path: Path) -> FakeModalVolume:
 
 def lease_records(volume: FakeModalVolume) -> list[dict]:
     leases = FakeModalDict(volume.root / "leases.dict")
-    return [value for value in leases._load().values() if isinstance(value, dict)]
+    return [value for value in dict(leases.items()).values() if isinstance(value, dict)]
 
 
 def test_a_hit_neither_reloads_nor_commits(volume: FakeModalVolume, make_image_dir, caplog) -> None:
@@ -217,3 +218,34 @@ def test_a_programming_error_in_commit_is_raised_at_once(
     with pytest.raises(type(error)):
         WeightCache(store).ensure(make_image_dir())
     assert counting.commits == 1
+
+
+class HalfWrittenSource(FailingSource):
+    """Writes half a file, holds it open until the lease has heartbeaten three times, then finishes."""
+
+    def __init__(self, leases: FakeModalDict) -> None:
+        self.leases = leases
+
+    def fetch(self, version: str, staging: Staging) -> None:
+        def chunks():
+            yield b"first half"
+            deadline = time.monotonic() + 120  # waits for the condition, however slow the machine
+            while time.monotonic() < deadline:
+                records = [value for key, value in self.leases.items() if key.endswith("/0")]
+                if records and records[0]["beat"] >= 3:
+                    break
+                time.sleep(0.01)
+            yield b"second half"
+
+        staging.write_stream("part.bin", chunks())
+
+
+def test_heartbeats_never_commit_the_volume(volume: FakeModalVolume) -> None:
+    container = volume.container()
+    counting = CountingVolume(container)
+    leases = FakeModalDict(volume.root / "leases.dict")
+    fast_heartbeat = LeaseSettings(lease_seconds=30, heartbeat_seconds=0.01, poll_seconds=0.05)
+    store = ModalVolumeStore(counting, container.mount_path, lease=fast_heartbeat, lease_dict=leases)
+    entry = WeightCache(store).ensure(HalfWrittenSource(leases))
+    assert (entry.path / "part.bin").read_bytes() == b"first halfsecond half"
+    assert counting.commits == 1  # the publish: none while the staging file was open and half written

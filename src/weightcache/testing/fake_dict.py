@@ -61,6 +61,11 @@ class FakeModalDict:
         with self._lock:
             return key in self._load()
 
+    def items(self) -> list[tuple[Any, Any]]:
+        """Every key and value (``modal.Dict.items()`` iterates them)."""
+        with self._lock:
+            return list(self._load().items())
+
     def len(self) -> int:
         """How many keys the Dict holds (``modal.Dict.len()``)."""
         with self._lock:
