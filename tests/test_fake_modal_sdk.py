@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -98,3 +99,19 @@ def test_inodes_count_files_directories_and_symlinks(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="past its limit of 3"):
         container.commit()
     assert sorted(entry.path for entry in volume.listdir("/", recursive=True)) == ["b", "dir", "dir/a"]
+
+
+def test_linked_files_keep_containers_apart_for_writes_by_rename(tmp_path: Path) -> None:
+    volume = FakeModalVolume(tmp_path / "volume", link_files=True)
+    with volume.container("seed") as seed:
+        (seed.mount_path / "model.bin").write_bytes(b"v1")
+    reader, writer = volume.container("reader"), volume.container("writer")
+    assert os.path.samefile(reader.mount_path / "model.bin", volume.root / "committed" / "model.bin")
+    (writer.mount_path / "model.tmp").write_bytes(b"v2")
+    os.replace(writer.mount_path / "model.tmp", writer.mount_path / "model.bin")
+    writer.commit()
+    assert (reader.mount_path / "model.bin").read_bytes() == b"v1"  # until it reloads
+    reader.reload()
+    assert (reader.mount_path / "model.bin").read_bytes() == b"v2"
+    reader.commit()  # linking changed nothing it must publish again
+    assert volume._state.load().files == {"model.bin": 2}  # the writer's commit, not published again
