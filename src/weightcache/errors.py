@@ -163,3 +163,7 @@ class ArchiveFormatError(ArchiveError, SourceError):
 
 class UnsafeStoreError(StoreError):
     """A store's own directories lead out of it (a symlinked ``entries/``, staging, trash): gc refuses."""
+
+
+class VolumeNotMountedError(StoreError, ValueError):
+    """A Modal store's path is not on a mounted Volume in this container (a typo in the mount path)."""
