@@ -44,7 +44,7 @@ def test_url_credentials_stay_out_of_everything(
         source = URLSource(url, headers={"X-Api-Key": "HDRSECRET"})
         entry = cache.ensure(source)
         assert entry.file().read_bytes() == b"weights"
-        assert "token=<redacted>" in source.uri and "v=2" in source.uri
+        assert "token=<redacted:" in source.uri and "v=2" in source.uri  # a digest tells tokens apart
         with pytest.raises(SourceError) as caught:
             cache.ensure(
                 URLSource(url.replace("/private/", "/elsewhere/"), headers={"X-Api-Key": "HDRSECRET"})

@@ -19,7 +19,9 @@ from pathlib import Path
 import httpx
 from PIL import Image, ImageDraw
 
-TIMEOUT_SECONDS = 300.0  # a cold start loads both models before answering
+# A cold start loads both models before answering. Modal answers a request still running after 150 s
+# with a 303 to a URL that waits for the result: the client follows it (httpx does not by default).
+TIMEOUT_SECONDS = 600.0
 
 
 def example_outfit(width: int = 384, height: int = 512) -> Image.Image:
@@ -67,6 +69,15 @@ def crop(http: httpx.Client, image: bytes, categories: list[str], *, box_thresho
     return response.json()
 
 
+def error_detail(response: httpx.Response) -> str:
+    """The ``detail`` of a JSON error answer, else the start of the body (a proxy's HTML page...)."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return str(detail) if detail else response.text.strip()[:200] or response.reason_phrase
+
+
 def save_items(result: dict, out_dir: Path) -> list[Path]:
     """Write each item's cut-out as ``NN-label.png`` in ``out_dir``; return the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -99,14 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     if not args.url:
         parser.error("--url is required (the URL `modal deploy` printed)")
     image = args.image.read_bytes() if args.image else png_bytes(example_outfit())
-    with httpx.Client(base_url=args.url, timeout=TIMEOUT_SECONDS) as http:
-        health = http.get("/")
-        health.raise_for_status()
-        print(f"service: weights from {health.json()['weights']['origin']}, device {health.json()['device']}")
+    with httpx.Client(base_url=args.url, timeout=TIMEOUT_SECONDS, follow_redirects=True) as http:
         try:
+            health = http.get("/")
+            health.raise_for_status()
+            status = health.json()
+            print(f"service: weights from {status['weights']['origin']}, device {status['device']}")
             result = crop(http, image, args.categories.split(","), box_threshold=args.box_threshold)
         except httpx.HTTPStatusError as exc:
-            print(f"error {exc.response.status_code}: {exc.response.json().get('detail')}", file=sys.stderr)
+            print(f"error {exc.response.status_code}: {error_detail(exc.response)}", file=sys.stderr)
+            return 1
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            print(f"error: {args.url} did not answer as fashion-crop-api does: {exc!r}", file=sys.stderr)
             return 1
     print(f"{len(result['items'])} item(s) in {result['seconds']:.2f} s on the models")
     for item, path in zip(result["items"], save_items(result, args.out), strict=True):

@@ -8,6 +8,7 @@ transformers' ``Sam2Processor`` needs torchvision, which we do not want to depen
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,16 @@ from examples.loading import load_transformers_model
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DUPLICATE_IOU = 0.7  # two boxes overlapping this much are one item found twice
+SEGMENT_CHUNK = 16  # boxes through SAM-2's mask decoder at once
+
+
+@dataclass(frozen=True)
+class MaskRules:
+    """Which masks become items: SAM-2's predicted quality (IoU, 0-1) of the best of its three
+    masks at least ``min_score``, and an area of at least ``min_area`` of the image (0.3 %)."""
+
+    min_score: float = 0.5
+    min_area: float = 0.003
 
 
 @dataclass(frozen=True)
@@ -92,21 +103,49 @@ class FashionCropper:
         loaders = {"detector": detector_loader, "segmenter": segmenter_loader}
         return cls(processor, detector.to(device).eval(), segmenter.to(device).eval(), device, loaders)
 
+    def to(self, device: str) -> FashionCropper:
+        """Move both models to ``device`` (after a memory snapshot restored them on the CPU)."""
+        self.detector.to(device)
+        self.segmenter.to(device)
+        self.device = device
+        return self
+
     def crop(
-        self, image: Image.Image, categories: list[str], *, box_threshold: float = 0.35, max_items: int = 10
+        self,
+        image: Image.Image,
+        categories: list[str],
+        *,
+        box_threshold: float = 0.35,
+        max_items: int = 10,
+        rules: MaskRules | None = None,
     ) -> list[DetectedItem]:
-        """Every item of ``categories`` found in ``image``, best score first, at most ``max_items``."""
-        image = image.convert("RGB")
+        """Every item of ``categories`` found in ``image``, best score first, at most ``max_items``.
+
+        Each box gets the best of SAM-2's three masks; a box whose mask scores under
+        ``rules.min_score`` or covers under ``rules.min_area`` of the image is dropped.
+        """
+        image, rules = image.convert("RGB"), rules or MaskRules()
         labels, scores, boxes = self._detect(image, categories, box_threshold, max_items)
         if not labels:
             return []
-        masks = self._segment(image, boxes)
-        return [
-            DetectedItem(label, score, box, cut_out(image, mask, box))
-            for label, score, box, mask in zip(
-                labels, scores, _pixel_boxes(boxes, image.size), masks, strict=True
-            )
-        ]
+        pixel_boxes = _pixel_boxes(boxes, image.size)
+        min_pixels = rules.min_area * image.width * image.height
+        items = []
+        for start, masks in self._segment(image, boxes):
+            for offset, (logits, mask_score) in enumerate(masks):
+                index = start + offset
+                mask = box_mask(logits, pixel_boxes[index], image.size)
+                if mask_score < rules.min_score or mask.sum() < min_pixels:
+                    continue
+                items.append(
+                    DetectedItem(
+                        labels[index],
+                        scores[index],
+                        pixel_boxes[index],
+                        cut_out(image, mask, pixel_boxes[index]),
+                    )
+                )
+        return items
 
     @torch.inference_mode()
     def _detect(
@@ -127,17 +166,32 @@ class FashionCropper:
         return labels, scores[keep].tolist(), boxes[keep]
 
     @torch.inference_mode()
-    def _segment(self, image: Image.Image, boxes: torch.Tensor) -> np.ndarray:
+    def _segment(
+        self, image: Image.Image, boxes: torch.Tensor
+    ) -> Iterator[tuple[int, list[tuple[torch.Tensor, float]]]]:
+        """For each chunk of boxes: its first index, and per box the best mask's low-res logits and score.
+
+        The image is embedded once; the boxes go through the mask decoder ``SEGMENT_CHUNK`` at a
+        time, so memory per request stays bounded however many boxes there are.
+        """
         size = self.segmenter.config.prompt_encoder_config.image_size
         width, height = image.size
-        pixel_values = sam_pixel_values(image, size).to(self.device)
+        embeddings = self.segmenter.get_image_embeddings(sam_pixel_values(image, size).to(self.device))
         scale = torch.tensor([size / width, size / height, size / width, size / height], device=self.device)
-        outputs = self.segmenter(
-            pixel_values=pixel_values, input_boxes=(boxes * scale)[None], multimask_output=False
-        )
-        low_res = outputs.pred_masks[0, :, :1].float()  # (boxes, 1, h, w) logits
-        masks = F.interpolate(low_res, (height, width), mode="bilinear", align_corners=False)[:, 0] > 0
-        return masks.cpu().numpy()
+        for start in range(0, len(boxes), SEGMENT_CHUNK):
+            chunk = boxes[start : start + SEGMENT_CHUNK] * scale
+            outputs = self.segmenter(
+                image_embeddings=embeddings, input_boxes=chunk[None], multimask_output=True
+            )
+            masks, mask_scores = outputs.pred_masks[0], outputs.iou_scores[0]  # (boxes, 3, h, w), (boxes, 3)
+            best = mask_scores.argmax(dim=1)
+            yield (
+                start,
+                [
+                    (masks[i, choice].float().cpu(), float(mask_scores[i, choice]))
+                    for i, choice in enumerate(best.tolist())
+                ],
+            )
 
 
 def load_model(model_class: type[PreTrainedModel], folder: Path, device: str) -> tuple[PreTrainedModel, str]:
@@ -181,11 +235,28 @@ def sam_pixel_values(image: Image.Image, size: int) -> torch.Tensor:
     return torch.from_numpy(normalised.astype(np.float32)).permute(2, 0, 1)[None]
 
 
+def box_mask(logits: torch.Tensor, box: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
+    """SAM-2's low-res mask ``logits`` for the whole image, upsampled inside ``box`` only, as booleans.
+
+    The same values as upsampling to the image's ``size`` (bilinear, as transformers does) and
+    cropping, without ever holding a full-resolution float mask.
+    """
+    left, top, right, bottom = box
+    width, height = size
+    xs = (torch.arange(left, right, dtype=torch.float32) + 0.5) / width * 2 - 1
+    ys = (torch.arange(top, bottom, dtype=torch.float32) + 0.5) / height * 2 - 1
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]  # (1, h, w, 2) as (x, y)
+    sampled = F.grid_sample(
+        logits[None, None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+    return (sampled[0, 0] > 0).numpy()
+
+
 def cut_out(image: Image.Image, mask: np.ndarray, box: tuple[int, int, int, int]) -> Image.Image:
-    """The box of ``image`` as RGBA, transparent outside ``mask`` (a boolean array of the image's size)."""
-    rgba = image.convert("RGBA")
+    """The box of ``image`` as RGBA, transparent outside ``mask`` (a boolean array of the box's size)."""
+    rgba = image.crop(box).convert("RGBA")
     rgba.putalpha(Image.fromarray(mask.astype(np.uint8) * 255))
-    return rgba.crop(box)
+    return rgba
 
 
 def _corners(center_boxes: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from weightcache import WeightCache
 
-from .pipeline import DetectedItem, FashionCropper
+from .pipeline import DetectedItem, FashionCropper, MaskRules
 from .weights import LINK_DIR, Placement, Weights, ensure_weights
 
 
@@ -76,22 +76,25 @@ def build_app(
     link_to: str = LINK_DIR,
     device: str | None = None,
     limits: Limits | None = None,
+    rules: MaskRules | None = None,
 ) -> FastAPI:
     """What a container does at start: ensure the weights, load both models, build the app."""
-    return serve_weights(ensure_weights(cache, placements, link_to), device=device, limits=limits)
-
-
-def serve_weights(weights: Weights, *, device: str | None = None, limits: Limits | None = None) -> FastAPI:
-    """Load both models from ``weights`` (already ensured) and build the app."""
+    weights = ensure_weights(cache, placements, link_to)
     started = time.perf_counter()
     cropper = FashionCropper.load(weights.detector_dir, weights.segmenter_dir, device)
-    return create_app(cropper, weights, load_seconds=time.perf_counter() - started, limits=limits)
+    load_seconds = time.perf_counter() - started
+    return create_app(cropper, weights, load_seconds=load_seconds, limits=limits, rules=rules)
 
 
 def create_app(
-    cropper: FashionCropper, weights: Weights, *, load_seconds: float, limits: Limits | None = None
+    cropper: FashionCropper,
+    weights: Weights,
+    *,
+    load_seconds: float,
+    limits: Limits | None = None,
+    rules: MaskRules | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving ``cropper``."""
+    """The FastAPI app serving ``cropper``; ``rules`` say which masks become items."""
     limits = limits or Limits()
     app = FastAPI(title="fashion-crop-api")
     health = Health(
@@ -122,7 +125,7 @@ def create_app(
         wanted = parse_categories(categories or [], limits)
         picture = read_image(image, limits)
         started = time.perf_counter()
-        items = cropper.crop(picture, wanted, box_threshold=box_threshold, max_items=max_items)
+        items = cropper.crop(picture, wanted, box_threshold=box_threshold, max_items=max_items, rules=rules)
         return CropResult(
             items=[_crop_item(item) for item in items],
             width=picture.width,
@@ -153,7 +156,11 @@ def parse_categories(values: list[str], limits: Limits) -> list[str]:
 
 def read_image(upload: UploadFile, limits: Limits) -> Image.Image:
     """Decode the upload, refusing (4xx) what is too big or not an image before decoding any pixel."""
-    data = upload.file.read(limits.max_upload_bytes + 1)
+    return decode_image(upload.file.read(limits.max_upload_bytes + 1), limits)
+
+
+def decode_image(data: bytes, limits: Limits) -> Image.Image:
+    """Decode ``data``, refusing (4xx) what is too big or not an image before decoding any pixel."""
     if len(data) > limits.max_upload_bytes:
         raise HTTPException(
             413, f"the upload is over {limits.max_upload_bytes // (1024 * 1024)} MiB; send a smaller image"

@@ -12,16 +12,23 @@ Either way the files end up linked under ``LINK_DIR`` (``/root/data/weights``), 
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from weightcache import ImageDirSource, Source, WeightCache
+from weightcache import Entry, ImageDirSource, Source, WeightCache, WeightCacheError
 from weightcache.providers.hf import HFSource
 
 BAKED_DIR = "/tmp/initial_weights"  # where the image carries the weights (the seed's path)
 LINK_DIR = "/root/data/weights"  # where the app reads them (the seed's path)
 ORIGIN_BY_SCHEME = {"dir": "image", "hf": "huggingface"}
+# The seed's start-up lines, so that `modal app logs fashion-crop-api | grep -i volume` finds them.
+FOUND_LINE = "✅ Models found in volume cache"
+MISSING_LINE = "📥 Models not found in volume cache. Downloading (first time only)..."
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,12 +58,14 @@ class Weights:
     ``origin`` is ``"volume"`` when every entry was already cached, else where the missing
     ones were fetched from (``"image"`` or ``"huggingface"``). ``versions`` maps each source
     to the version cached (a fingerprint for an image directory, a commit for the Hub).
+    ``entries`` are the cached entries themselves.
     """
 
     root: Path
     origin: str
     versions: dict[str, str]
     seconds: float
+    entries: tuple[Entry, ...] = ()
 
     @property
     def detector_dir(self) -> Path:
@@ -89,15 +98,36 @@ def placements_for(mode: str) -> list[Placement]:
     return image_placements() if mode == "image" else hub_placements()
 
 
-def ensure_weights(cache: WeightCache, placements: list[Placement], link_to: str = LINK_DIR) -> Weights:
-    """Make every source's files available under ``link_to`` (fetching what the store lacks)."""
+def ensure_weights(
+    cache: WeightCache,
+    placements: list[Placement],
+    link_to: str = LINK_DIR,
+    *,
+    say: Callable[[str], None] = print,
+) -> Weights:
+    """Make every source's files available under ``link_to`` (fetching what the store lacks).
+
+    First ``say`` (printed, so it is in the container's log) whether every model is already in
+    the store, with the seed's lines ``FOUND_LINE`` and ``MISSING_LINE``.
+    """
     started = time.perf_counter()
+    say(FOUND_LINE if all(_cached(cache, source) for source, _ in placements) else MISSING_LINE)
     root = Path(link_to)
-    missed_schemes, versions = [], {}
+    missed_schemes, versions, entries = [], {}, []
     for source, folder in placements:
         entry = cache.ensure(source, link_to=root / folder)
+        entries.append(entry)
         versions[entry.source] = entry.version
         if not entry.hit:
             missed_schemes.append(source.scheme)
     origin = ORIGIN_BY_SCHEME.get(missed_schemes[0], missed_schemes[0]) if missed_schemes else "volume"
-    return Weights(root, origin, versions, time.perf_counter() - started)
+    return Weights(root, origin, versions, time.perf_counter() - started, tuple(entries))
+
+
+def _cached(cache: WeightCache, source: Source) -> bool:
+    """Whether ``source`` is in the store now; a source that cannot answer counts as not cached."""
+    try:
+        return cache.status(source).cached
+    except WeightCacheError as exc:
+        logger.info("cannot tell whether %s is cached: %s", source.uri, exc)
+        return False

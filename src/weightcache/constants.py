@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import InvalidSourceError
+
 #: Environment variable naming the default local store directory.
 ENV_HOME = "WEIGHTCACHE_HOME"
 
@@ -68,3 +70,37 @@ HTTP_BACKOFF_MAX_SECONDS = 8.0
 def hf_endpoint() -> str | None:
     """The Hub endpoint set in ``HF_ENDPOINT``, read when a source is made (``None``: the public Hub)."""
     return os.environ.get("HF_ENDPOINT") or None
+
+
+#: A URL download that receives fewer than HTTP_STALL_BYTES in HTTP_STALL_SECONDS is stalled (a
+#: trickle that never trips the read timeout): the attempt is abandoned and counts as a failure.
+HTTP_STALL_SECONDS = 120.0
+HTTP_STALL_BYTES = 1024 * 1024
+
+#: Environment variables bounding the Hub's answers (seconds): each request's connect and read
+#: timeout, and the deadline of a whole step (resolving a revision, listing a commit's files).
+ENV_HUB_TIMEOUT = "WEIGHTCACHE_HUB_TIMEOUT"
+ENV_HUB_DEADLINE = "WEIGHTCACHE_HUB_DEADLINE"
+HUB_TIMEOUT_SECONDS = 30.0
+HUB_DEADLINE_SECONDS = 120.0
+
+
+def hub_timeouts() -> tuple[float, float]:
+    """``(request timeout, step deadline)`` for the Hub, from the environment or the defaults."""
+    return (
+        _positive_seconds(ENV_HUB_TIMEOUT, HUB_TIMEOUT_SECONDS),
+        _positive_seconds(ENV_HUB_DEADLINE, HUB_DEADLINE_SECONDS),
+    )
+
+
+def _positive_seconds(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise InvalidSourceError(f"{name}={text!r} is not a positive number of seconds; fix or unset it")
+    return value

@@ -20,6 +20,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from .cache import WeightCache
+from .display import human_bytes, plural
+from .errors import StoreNotEmptyError
 from .progress import ProgressCallback, ProgressEvent
 from .synthetic import make_synthetic_model
 
@@ -47,7 +49,14 @@ def run_demo(
     size_mb: int = 256,
     progress: ProgressCallback | None = None,
 ) -> DemoReport:
-    """Run the demo in a temporary directory (and a temporary store unless ``store`` is given)."""
+    """Run the demo in a temporary directory (and a temporary store unless ``store`` is given).
+
+    The demo corrupts, repairs and garbage-collects entries on purpose, so a ``store`` that already
+    holds anything under ``entries/`` is refused with :class:`StoreNotEmptyError`: the demo never
+    touches a user's entries.
+    """
+    if store is not None:
+        _refuse_used_store(WeightCache(store))
     with tempfile.TemporaryDirectory(prefix="weightcache-demo-") as scratch:
         work = Path(scratch)
         cache = WeightCache(store or work / "store")
@@ -67,12 +76,13 @@ def run_demo(
 
         started = time.perf_counter()
         entry = cache.ensure(image_dir, progress=progress)
-        rate = entry.total_bytes / max(time.perf_counter() - started, 1e-9) / 1e9
+        rate = entry.total_bytes / max(time.perf_counter() - started, 1e-9)
         record(
             "cold ensure",
             "hit" if entry.hit else "miss: populated",
             started,
-            f"{len(entry.files)} files copied+hashed in one pass, published ({rate:.2f} GB/s)",
+            f"{plural(len(entry.files), 'file')} copied+hashed in one pass, "
+            f"published ({human_bytes(rate)}/s)",
         )
 
         started = time.perf_counter()
@@ -81,7 +91,9 @@ def run_demo(
 
         started = time.perf_counter()
         target = cache.link(warm, work / "root" / "data" / "weights")
-        record("link", "ok", started, f"{len(warm.files)} symlinks in .../{target.relative_to(work)}")
+        record(
+            "link", "ok", started, f"{plural(len(warm.files), 'symlink')} in .../{target.relative_to(work)}"
+        )
 
         record_crash(cache, image_dir, record)
 
@@ -111,9 +123,10 @@ def run_demo(
         garbage = cache.gc(keep=1)
         record(
             "gc --keep 1",
-            f"freed {garbage.freed_bytes / 1e6:.0f} MB",
+            f"freed {human_bytes(garbage.freed_bytes)}",
             started,
-            f"{len(garbage.removed)} old version(s) removed; {len(cache.list())} entry left",
+            f"{plural(len(garbage.removed), 'old version')} removed; "
+            f"{plural(len(cache.list()), 'entry', 'entries')} left",
         )
 
         return DemoReport(store=str(cache.store.root), model_bytes=entry.total_bytes, steps=steps)
@@ -144,7 +157,8 @@ def record_crash(cache: WeightCache, image_dir: Path, record: Callable[[str, str
         "populate killed (SIGKILL)",
         "killed" if killed else f"exit {child.returncode}",
         started,
-        f"half-way: {listed} entry listed (was {before}), {leftovers} abandoned staging dir",
+        f"half-way: {plural(listed, 'entry', 'entries')} listed (was {before}), "
+        f"{plural(leftovers, 'abandoned staging dir')}",
     )
     started = time.perf_counter()
     entry = cache.ensure(image_dir)
@@ -152,8 +166,22 @@ def record_crash(cache: WeightCache, image_dir: Path, record: Callable[[str, str
         "next ensure",
         "hit" if entry.hit else "miss: populated",
         started,
-        f"abandoned staging reclaimed, new version published ({len(cache.list())} entries)",
+        "abandoned staging reclaimed, new version published "
+        f"({plural(len(cache.list()), 'entry', 'entries')})",
     )
+
+
+def _refuse_used_store(cache: WeightCache) -> None:
+    entries_dir = cache.store.layout.entries_dir
+    try:
+        used = any(entries_dir.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if used:
+        raise StoreNotEmptyError(
+            f"store {cache.store.describe()} already holds entries, and the demo corrupts and deletes "
+            "entries on purpose; give it a new or empty directory, or leave out --store for a temporary one"
+        )
 
 
 def crash_child() -> None:
@@ -171,6 +199,7 @@ def crash_child() -> None:
 
 
 def _flip_one_byte(path: Path) -> None:
+    os.chmod(path, 0o644)  # entries are published read-only; the demo damages one on purpose
     with open(path, "r+b") as handle:
         handle.seek(-1, os.SEEK_END)
         last = handle.read(1)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -26,6 +27,8 @@ from .constants import (
     HTTP_CONNECTIONS,
     HTTP_PART_BYTES,
     HTTP_RETRIES,
+    HTTP_STALL_BYTES,
+    HTTP_STALL_SECONDS,
     HTTP_TIMEOUT_SECONDS,
 )
 from .errors import (
@@ -38,11 +41,11 @@ from .errors import (
 )
 from .parallel import run_parallel
 from .ranged import RangedWriter
-from .redaction import redact_http_client_logs
+from .redaction import install_log_redaction
 from .staging import Staging
 
 logger = logging.getLogger(__name__)
-redact_http_client_logs()  # httpx2 logs each request's full URL, query tokens included
+install_log_redaction()  # httpx2 logs each request's full URL, query tokens included
 
 T = TypeVar("T")
 
@@ -51,6 +54,9 @@ _READ_BYTES = 1024 * 1024
 
 #: Longest server-requested wait (Retry-After) honoured before a retry.
 _MAX_RETRY_AFTER_SECONDS = 60.0
+
+#: A number in an HTTP header: ASCII digits only (``str.isdigit`` also accepts ``"²"`` and ``"٣"``).
+_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,26 @@ class _Retry(Exception):
         self.delay = delay
 
 
+class _Stalled(_Retry):
+    """A response trickled: the bytes it did deliver do not count as progress."""
+
+
+def _watched(chunks: Iterator[bytes], stall_seconds: float) -> Iterator[bytes]:
+    """``chunks``, raising :class:`_Stalled` when a window of ``stall_seconds`` brings under HTTP_STALL_BYTES.
+
+    A read timeout trips only when *no* byte comes; a server sending one byte a second never trips it.
+    """
+    window_start, window_bytes = time.monotonic(), 0
+    for chunk in chunks:
+        window_bytes += len(chunk)
+        yield chunk
+        now = time.monotonic()
+        if window_bytes >= HTTP_STALL_BYTES:
+            window_start, window_bytes = now, 0
+        elif now - window_start >= stall_seconds:
+            raise _Stalled(f"stalled: under {HTTP_STALL_BYTES // 1024} KiB in {stall_seconds:g} s")
+
+
 class HTTPDownloader:
     """Fetches URLs into a :class:`Staging` over one connection pool; use as a context manager."""
 
@@ -89,8 +115,10 @@ class HTTPDownloader:
         connections: int = HTTP_CONNECTIONS,
         part_bytes: int = HTTP_PART_BYTES,
         timeout: float = HTTP_TIMEOUT_SECONDS,
+        stall_timeout: float = HTTP_STALL_SECONDS,
         retries: int = HTTP_RETRIES,
     ) -> None:
+        self.stall_timeout = stall_timeout
         self.connections = max(1, connections)
         self.part_bytes = max(1, part_bytes)
         self.retries = retries
@@ -154,7 +182,7 @@ class HTTPDownloader:
             ) as response:
                 check_status(response, label)
                 _check_range_response(response, label, position, etag)
-                for chunk in response.iter_bytes():
+                for chunk in self._chunks(response):
                     piece = chunk[: end - position]
                     writer.write_at(position, piece)
                     position += len(piece)
@@ -173,16 +201,19 @@ class HTTPDownloader:
             check_status(response, label)
             _check_same_etag(response, label, probe.etag)
             if probe.size is None:  # no length announced: hash in the stream
-                staging.write_stream(name, response.iter_bytes(_READ_BYTES), sha256=sha256)
+                staging.write_stream(name, self._chunks(response, _READ_BYTES), sha256=sha256)
                 return
             # A known size lets the follower thread hash while this one receives.
             with staging.write_ranges(name, size=probe.size, sha256=sha256) as writer:
                 position = 0
-                for chunk in response.iter_bytes():
+                for chunk in self._chunks(response):
                     if position + len(chunk) > probe.size:
                         raise SourceChangedError(f"{label} grew on the server during the download; run again")
                     writer.write_at(position, chunk)
                     position += len(chunk)
+
+    def _chunks(self, response: httpx2.Response, size: int | None = None) -> Iterator[bytes]:
+        return _watched(response.iter_bytes(size), self.stall_timeout)
 
     def _retrying(self, label: str, attempt: Callable[[], T], progress: Callable[[], int] = lambda: 0) -> T:
         """Run ``attempt``, retrying transient failures with backoff; progress made resets the count."""
@@ -198,7 +229,8 @@ class HTTPDownloader:
             except httpx2.TooManyRedirects:
                 raise SourceError(f"{label} redirects too many times; check the URL") from None
             except (httpx2.TransportError, _Retry) as exc:
-                failures = 1 if progress() > before else failures + 1
+                progressed = progress() > before and not isinstance(exc, _Stalled)
+                failures = 1 if progressed else failures + 1
                 reason = _reason(exc)
                 if failures > self.retries:
                     raise SourceUnreachableError(
@@ -244,13 +276,13 @@ def _probe_from(response: httpx2.Response) -> Probe:
     if response.headers.get("content-encoding", "identity") != "identity":
         return Probe(size=None, ranges=False, etag=etag, last_modified=last_modified)
     content_range = response.headers.get("content-range", "")
-    total = content_range.rpartition("/")[2]
-    if response.status_code in (206, 416) and total.isdigit():
+    total = content_range.rpartition("/")[2].strip()
+    if response.status_code in (206, 416) and _DIGITS.fullmatch(total):
         return Probe(
             size=int(total), ranges=response.status_code == 206, etag=etag, last_modified=last_modified
         )
-    length = response.headers.get("content-length", "")
-    size = int(length) if length.isdigit() and response.status_code == 200 else None
+    length = response.headers.get("content-length", "").strip()
+    size = int(length) if _DIGITS.fullmatch(length) and response.status_code == 200 else None
     return Probe(size=size, ranges=False, etag=etag, last_modified=last_modified)
 
 
@@ -274,7 +306,7 @@ def _retry_after(value: str | None) -> float | None:
     """Seconds a ``Retry-After`` header asks to wait (it is a number of seconds or an HTTP date)."""
     if not value:
         return None
-    if value.strip().isdigit():
+    if _DIGITS.fullmatch(value.strip()):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

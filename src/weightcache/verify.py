@@ -108,7 +108,7 @@ def verify_entry(layout: StoreLayout, key: str, *, deep: bool) -> VerifyReport:
         if manifest.key != key:
             raise ManifestError(f"manifest names key {manifest.key!r}, not {key!r}")
     except (OSError, ManifestError) as exc:
-        problem = Problem(path=None, kind="manifest", detail=str(exc))
+        problem = Problem(path=None, kind="manifest", detail=_manifest_problem(layout, key, exc))
         return VerifyReport(
             key=key,
             ok=False,
@@ -137,3 +137,14 @@ def verify_entry(layout: StoreLayout, key: str, *, deep: bool) -> VerifyReport:
         seconds=round(time.perf_counter() - started, 4),
         problems=problems,
     )
+
+
+def _manifest_problem(layout: StoreLayout, key: str, exc: OSError | ManifestError) -> str:
+    """Why ``entries/<key>`` is not an entry, in words (not a bare ``[Errno 2]``)."""
+    if not layout.entry_dir(key).is_dir():
+        return "not an entry: a stray file, ignored by weightcache"
+    if isinstance(exc, FileNotFoundError):
+        return "not an entry: a directory without manifest.json, ignored by weightcache"
+    if isinstance(exc, OSError):
+        return f"the manifest cannot be read ({exc.strerror or exc}); check the store's permissions"
+    return str(exc)

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from examples.fashion_crop import client
-from examples.fashion_crop.pipeline import cut_out, grounding_prompt
+from examples.fashion_crop.pipeline import MaskRules, cut_out, grounding_prompt
 from examples.fashion_crop.server import Limits, build_app
 from examples.fashion_crop.weights import DETECTOR, SEGMENTER, hub_placements, image_placements
 from weightcache import LocalStore, WeightCache
@@ -27,11 +29,17 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_PNG = client.png_bytes(client.example_outfit())
 
 
+# The tiny models' masks are noise: keep every one, so that the plumbing has items to carry.
+# Which masks are dropped is tested with a stand-in segmenter in test_fashion_crop_seed.py.
+ANY_MASK = MaskRules(min_score=0.0, min_area=0.0)
+
+
 def start_service(store: Path, baked: Path, link_to: Path, limits: Limits | None = None) -> TestClient:
     """Start as the Modal container does, on a local store."""
     cache = WeightCache(LocalStore(store))
+    placements = image_placements(str(baked))
     return TestClient(
-        build_app(cache, image_placements(str(baked)), link_to=str(link_to), device=DEVICE, limits=limits)
+        build_app(cache, placements, link_to=str(link_to), device=DEVICE, limits=limits, rules=ANY_MASK)
     )
 
 
@@ -81,8 +89,8 @@ def test_crop_returns_each_item_cut_out_with_a_transparent_background(service: T
 
 def test_cut_out_keeps_the_masked_pixels_and_clears_the_rest() -> None:
     image = Image.new("RGB", (6, 4), (200, 10, 10))
-    mask = np.zeros((4, 6), dtype=bool)
-    mask[1:3, 2:4] = True
+    mask = np.zeros((4, 4), dtype=bool)  # the box's size
+    mask[1:3, 1:3] = True
 
     cutout = np.asarray(cut_out(image, mask, (1, 0, 5, 4)))
 
@@ -260,3 +268,52 @@ def test_a_photo_taken_sideways_is_measured_as_people_see_it(service: TestClient
 
     assert response.status_code == 200
     assert (response.json()["width"], response.json()["height"]) == (384, 512)
+
+
+def edge_stub() -> FastAPI:
+    """A stand-in for Modal's edge: ``/slow/*`` answers 303 to the result (as after 150 s), and
+    ``/broken/crop`` an HTML 502 page."""
+    app = FastAPI()
+    health = {"status": "ok", "device": "cuda", "weights": {"origin": "volume"}}
+    result = {"items": [], "width": 384, "height": 512, "seconds": 0.1}
+
+    @app.get("/slow/")
+    def slow_health() -> RedirectResponse:
+        return RedirectResponse("/result/health", status_code=303)
+
+    @app.post("/slow/crop")
+    def slow_crop() -> RedirectResponse:
+        return RedirectResponse("/result/crop", status_code=303)
+
+    @app.get("/result/{name}")
+    def answer(name: str) -> dict:
+        return health if name == "health" else result
+
+    @app.get("/broken/")
+    def broken_health() -> dict:
+        return health
+
+    @app.post("/broken/crop")
+    def broken_crop() -> HTMLResponse:
+        return HTMLResponse("<html>502 Bad Gateway</html>", status_code=502)
+
+    return app
+
+
+def test_client_script_follows_modals_303_and_reports_a_non_json_error(serve) -> None:
+    url = serve(edge_stub())
+
+    slow = subprocess.run(
+        [sys.executable, client.__file__, "--url", url + "/slow"], capture_output=True, text=True, timeout=120
+    )
+    broken = subprocess.run(
+        [sys.executable, client.__file__, "--url", url + "/broken"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert slow.returncode == 0, slow.stderr
+    assert "0 item(s) in 0.10 s" in slow.stdout
+    assert broken.returncode == 1
+    assert broken.stderr.strip() == "error 502: <html>502 Bad Gateway</html>"

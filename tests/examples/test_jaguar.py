@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,8 @@ from fastapi.testclient import TestClient
 from huggingface_hub import HfApi
 from PIL import Image
 
-from examples.jaguar import test_generate
+from examples.jaguar import pipeline as pipeline_module
+from examples.jaguar.pipeline import JaguarModel
 from examples.jaguar.server import build_app
 from examples.jaguar.weights import REPO, jaguar_source
 from weightcache import LocalStore, Source, WeightCache
@@ -150,40 +149,89 @@ def test_a_failed_reload_answers_503_in_one_line_and_the_loaded_model_keeps_serv
     assert generate(service, seed=1, steps=1).size == (16, 16)
 
 
-def test_test_generate_script_remembers_the_url_and_saves_the_image_without_a_display(
-    source: Source, tmp_path: Path, serve
+class FakePipeline:
+    """Stands in for a FluxPipeline on a GPU: records where it was moved; ``fail_on`` refuses a device."""
+
+    vae_scale_factor = 8
+
+    def __init__(self, name: str, moves: list[tuple[str, str]], fail_on: str | None = None) -> None:
+        self.name, self.moves, self.fail_on = name, moves, fail_on
+
+    def to(self, device: str) -> FakePipeline:
+        if device == self.fail_on:
+            raise RuntimeError("CUDA out of memory")
+        self.moves.append((self.name, device))
+        return self
+
+
+def fake_gpu_model(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipelines: list
+) -> JaguarModel:
+    """A JaguarModel for a CUDA device whose loads hand out ``pipelines`` in turn (nothing touches a GPU)."""
+    loads = iter(pipelines)
+
+    def load_pipeline(path: Path, device: str, dtype: torch.dtype) -> tuple[FakePipeline, str]:
+        pipeline = next(loads)
+        pipeline.moves.append((pipeline.name, f"loaded on {device}"))
+        return pipeline, "weightcache"
+
+    monkeypatch.setattr(pipeline_module, "load_pipeline", load_pipeline)
+    return JaguarModel(WeightCache(LocalStore(tmp_path / "volume")), source, device="cuda")
+
+
+def test_reload_loads_the_new_pipeline_before_dropping_the_old(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = serve(start_service(tmp_path / "volume", source).app)
-    config = tmp_path / "config.json"
-    size = ["--width", "16", "--height", "16", "--config", str(config)]
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no DISPLAY: --display must save instead
-
-    first = _run_script(["--url", url, *size], env, tmp_path)
-    second = _run_script(["--display", "--output", str(tmp_path / "cat.png"), *size], env, tmp_path)
-
-    assert first.returncode == 0, first.stderr
-    assert json.loads(config.read_text()) == {"url": url}
-    assert "loaded from the volume: no, fetched from huggingface" in first.stdout
-    assert "generated 16x16 in" in first.stdout
-    assert second.returncode == 0, second.stderr
-    assert f"no display here: saved the image to {tmp_path / 'cat.png'}" in second.stdout
-    assert Image.open(tmp_path / "cat.png").size == (16, 16)
-
-
-def test_test_generate_script_without_a_url_says_how_to_give_one(tmp_path: Path) -> None:
-    done = _run_script(["--config", str(tmp_path / "none.json")], {"PATH": "/usr/bin:/bin"}, tmp_path)
-
-    assert done.returncode == 1
-    assert done.stderr.strip() == f"no URL yet: pass --url once (it is saved to {tmp_path / 'none.json'})"
-
-
-def _run_script(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, test_generate.__file__, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=cwd,
-        check=False,
+    moves: list[tuple[str, str]] = []
+    model = fake_gpu_model(
+        source, tmp_path, monkeypatch, [FakePipeline("old", moves), FakePipeline("new", moves)]
     )
+    model.load()
+
+    info = model.load(force=True)
+
+    assert moves == [
+        ("old", "loaded on cuda"),
+        ("old", "cuda"),
+        ("new", "loaded on cpu"),  # staged while the old one serves
+        ("old", "cpu"),
+        ("new", "cuda"),
+    ]
+    assert model.info == info and info.device == "cuda"
+
+
+def test_a_reload_that_cannot_reach_the_gpu_puts_the_old_pipeline_back(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moves: list[tuple[str, str]] = []
+    old, new = FakePipeline("old", moves), FakePipeline("new", moves, fail_on="cuda")
+    model = fake_gpu_model(source, tmp_path, monkeypatch, [old, new])
+    before = model.load()
+
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        model.load(force=True)
+
+    assert moves[-2:] == [("old", "cpu"), ("old", "cuda")]
+    assert model.info == before
+    assert model.size_multiple == 16
+
+
+def test_info_reports_the_serving_model_while_a_reload_loads(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moves: list[tuple[str, str]] = []
+    model = fake_gpu_model(
+        source, tmp_path, monkeypatch, [FakePipeline("old", moves), FakePipeline("new", moves)]
+    )
+    before = model.load()
+    seen_during_load = []
+    real_load = pipeline_module.load_pipeline
+
+    def watching_load(path: Path, device: str, dtype: torch.dtype) -> tuple[FakePipeline, str]:
+        seen_during_load.append(model.info)
+        return real_load(path, device, dtype)
+
+    monkeypatch.setattr(pipeline_module, "load_pipeline", watching_load)
+    model.load(force=True)
+
+    assert seen_during_load == [before]

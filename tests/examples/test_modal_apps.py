@@ -19,12 +19,18 @@ import importlib.util, json, os, sys
 os.chdir(sys.argv[1]); sys.path.insert(0, "")
 spec = importlib.util.spec_from_file_location("app", sys.argv[2])
 module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
-info = getattr(module, sys.argv[3])().web.info()
+from modal._partial_function import _find_partial_methods_for_user_cls, _PartialFunctionFlags
+cls = getattr(module, sys.argv[3])
+info = cls().web.info()
+partials = _find_partial_methods_for_user_cls(cls._get_user_cls(), _PartialFunctionFlags.WEB_INTERFACE)
+snap = _find_partial_methods_for_user_cls(cls._get_user_cls(), _PartialFunctionFlags.ENTER_PRE_SNAPSHOT)
 print(json.dumps({
     "app": module.app.name,
     "gpus": [list(gpu) for gpu in info.gpus],
     "volumes": {path: mount.name for path, mount in info.volumes.items()},
-    "web": sorted(info.method_details),
+    "web": {name: [web.method, partials[name].params.webhook_config.requested_suffix]
+            for name, web in info.method_details.items()},
+    "before_snapshot": sorted(snap),
     "timeout": info.timeout,
     "startup_timeout": info.startup_timeout,
     "min_containers": module.MIN_CONTAINERS,
@@ -53,7 +59,8 @@ def test_fashion_crop_app_declares_gpu_volume_and_web_endpoint(tmp_path: Path) -
         "app": "fashion-crop-api",
         "gpus": [["A10G", 1]],
         "volumes": {"/cache": "fashion-model-weights"},
-        "web": ["web"],
+        "web": {"fastapi_app": [None, "fashion-crop-api-fastapi-app"], "web": [None, ""]},
+        "before_snapshot": [],
         "timeout": 300,
         "startup_timeout": 900,
         "min_containers": 0,
@@ -94,15 +101,22 @@ def test_fashion_crop_deploy_stops_with_one_line_when_misconfigured(env: dict[st
     assert done.stderr.strip().splitlines()[-1].startswith(says)
 
 
-def test_jaguar_app_declares_gpu_volume_and_web_endpoint() -> None:
-    declared = inspect_app("examples/jaguar/app.py", "JaguarService")
+def test_jaguar_app_declares_gpu_volume_and_web_endpoints() -> None:
+    declared = inspect_app("examples/jaguar/app.py", "ShuttleJaguarModel")
 
     assert declared == {
         "app": "shuttle-jaguar",
         "gpus": [["L40S", 1]],
         "volumes": {"/cache": "jaguar-model-weights"},
-        "web": ["web"],
-        "timeout": 600,
+        "web": {
+            "web": [None, ""],
+            "generate_api": ["GET", ""],
+            "batch_api": ["POST", ""],
+            "info": ["GET", ""],
+            "reload_model": ["POST", ""],
+        },
+        "before_snapshot": [],
+        "timeout": 1800,
         "startup_timeout": 1800,
         "min_containers": 0,
         "scaledown_window": 60,
@@ -114,13 +128,61 @@ def test_jaguar_deploy_stops_with_one_line_for_an_unknown_loader() -> None:
         "import os; os.environ['EXAMPLES_WEIGHTS_LOADER'] = 'fast'\n" + INSPECT,
         str(REPO),
         str(REPO / "examples/jaguar/app.py"),
-        "JaguarService",
+        "ShuttleJaguarModel",
     )
 
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
         "EXAMPLES_WEIGHTS_LOADER is 'fast'; set it to weightcache or library"
     )
+
+
+def modal_label(app: str, cls: str, method: str) -> str:
+    """The label Modal gives a web method without ``label=``: ``<app>-<class>-<method>``, lowercased,
+    ``_`` as ``-`` (facts checked against modal's ``_partial_function.py``; the server derives it)."""
+    return f"{app}-{cls}-{method}".lower().replace("_", "-")
+
+
+def test_the_seed_urls_are_where_modal_puts_these_endpoints() -> None:
+    jaguar = inspect_app("examples/jaguar/app.py", "ShuttleJaguarModel")
+    fashion = inspect_app("examples/fashion_crop/app.py", "FashionCrop", {"FASHION_CROP_WEIGHTS": "hub"})
+
+    seed_labels = {
+        name: modal_label(jaguar["app"], "ShuttleJaguarModel", name)
+        for name, (_, label) in jaguar["web"].items()
+        if name != "web" and label == ""
+    }
+
+    assert seed_labels == {
+        "generate_api": "shuttle-jaguar-shuttlejaguarmodel-generate-api",
+        "batch_api": "shuttle-jaguar-shuttlejaguarmodel-batch-api",
+        "info": "shuttle-jaguar-shuttlejaguarmodel-info",
+        "reload_model": "shuttle-jaguar-shuttlejaguarmodel-reload-model",
+    }
+    assert fashion["web"]["fastapi_app"][1] == "fashion-crop-api-fastapi-app"
+
+
+@pytest.mark.parametrize(
+    ("app_file", "cls", "env"),
+    [
+        ("examples/jaguar/app.py", "ShuttleJaguarModel", {}),
+        ("examples/fashion_crop/app.py", "FashionCrop", {"FASHION_CROP_WEIGHTS": "hub"}),
+    ],
+)
+def test_memory_snapshots_move_the_preparation_before_the_snapshot(
+    app_file: str, cls: str, env: dict[str, str]
+) -> None:
+    declared = inspect_app(app_file, cls, {**env, "EXAMPLES_MEMORY_SNAPSHOT": "1"})
+    refused = run_python(
+        f"import os; os.environ.update({{**{env!r}, 'EXAMPLES_MEMORY_SNAPSHOT': 'yes'}})\n" + INSPECT,
+        str(REPO),
+        str(REPO / app_file),
+        cls,
+    )
+
+    assert declared["before_snapshot"] == ["prepare"]
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == "EXAMPLES_MEMORY_SNAPSHOT is 'yes'; set it to 1 or 0"
 
 
 def test_readmes_push_exactly_the_sources_the_apps_ensure() -> None:

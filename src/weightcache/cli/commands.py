@@ -3,28 +3,41 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
+from ..cache import WeightCache
+from ..errors import EntryNotFoundError
 from ..layout import is_valid_key
-from ..linking import LINK_MODES
+from ..verify import VerifyReport
 from .app import DebugOpt, JsonOpt, ModalVolumeOpt, StoreOpt, command, open_cache
+from .listing import print_entries
 from .progress import RichProgress
 from .render import (
     EntryInfo,
     demo_table,
-    entries_table,
     gc_table,
     human_bytes,
+    plural,
     print_json,
+    show,
     stderr,
     stdout,
     verify_table,
 )
+
+
+class LinkModeChoice(str, Enum):
+    """``--mode``: how ``ensure --link`` places the files (:data:`weightcache.linking.LINK_MODES`)."""
+
+    symlink = "symlink"
+    hardlink = "hardlink"
+    copy = "copy"
 
 
 @command()
@@ -34,7 +47,7 @@ def ensure(
     ],
     store: StoreOpt = None,
     link: Annotated[Path | None, typer.Option("--link", help="Link the files into this directory.")] = None,
-    mode: Annotated[str, typer.Option("--mode", help=f"How to link: {', '.join(LINK_MODES)}.")] = "symlink",
+    mode: Annotated[LinkModeChoice, typer.Option("--mode", help="How to link.")] = LinkModeChoice.symlink,
     whole: Annotated[
         bool, typer.Option("--whole", help="Make --link itself the entry, not a directory of links.")
     ] = False,
@@ -48,18 +61,24 @@ def ensure(
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Ask a remote source for its latest version.")
     ] = False,
+    hf_cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--hf-cache", help="Also lay an hf:// entry out here as a Hugging Face cache (HF_HUB_CACHE)."
+        ),
+    ] = None,
     json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Make SOURCE available in the store (fetch it on a miss) and print where it is."""
-    if mode not in LINK_MODES:
-        raise typer.BadParameter(f"use one of {', '.join(LINK_MODES)}", param_hint="--mode")
     cache = open_cache(store)
     started = time.perf_counter()
     with RichProgress(stderr) as progress:
-        entry = cache.ensure(source, force=force, repair=repair, refresh=refresh, progress=progress)
+        entry = cache.ensure(
+            source, force=force, repair=repair, refresh=refresh, progress=progress, hf_cache=hf_cache
+        )
     if link is not None:
-        cache.link(entry, link, mode=mode, whole=whole, overwrite=overwrite)  # type: ignore[arg-type]
+        cache.link(entry, link, mode=mode.value, whole=whole, overwrite=overwrite)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
     if json:
         print_json(
@@ -67,17 +86,20 @@ def ensure(
                 **EntryInfo.of(entry).model_dump(),
                 "seconds": round(seconds, 4),
                 "linked_to": str(link) if link else None,
+                **({"hf_cache": str(hf_cache)} if hf_cache else {}),
             }
         )
         return
     outcome = "[green]hit[/]" if entry.hit else "[yellow]populated[/]"
     stdout.print(
-        f"{outcome} {entry.key}: {len(entry.manifest.files)} files, "
+        f"{outcome} {entry.key}: {plural(len(entry.manifest.files), 'file')}, "
         f"{human_bytes(entry.total_bytes)} in {seconds:.2f}s"
     )
-    stdout.print(f"path: {escape(str(entry.path))}", highlight=False)
+    stdout.print(f"path: {show(str(entry.path))}", highlight=False)
     if link is not None:
-        stdout.print(f"linked ({mode}) into {escape(str(link))}", highlight=False)
+        stdout.print(f"linked ({mode.value}) into {show(str(link))}", highlight=False)
+    if hf_cache is not None:
+        stdout.print(f"Hugging Face cache view in {show(str(hf_cache))}", highlight=False)
 
 
 @command("ls")
@@ -93,11 +115,11 @@ def list_entries(
 
         entries = remote_entries(modal_volume)
     else:
-        entries = open_cache(store).list()
+        entries = open_cache(store, must_exist=True).list()
     if json:
         print_json([EntryInfo.of(entry) for entry in entries])
     elif entries:
-        stdout.print(entries_table(entries))
+        print_entries(stdout, entries)
     else:
         stdout.print("no entries")
 
@@ -110,20 +132,24 @@ def status(
     debug: DebugOpt = False,
 ) -> None:
     """Tell whether SOURCE is cached, without fetching (exit 1 if not)."""
-    report = open_cache(store).status(source)
+    report = open_cache(store, must_exist=True).status(source)
     if json:
         print_json(report)
     else:
         state = "[green]cached[/]" if report.cached else "[yellow]not cached[/]"
-        stdout.print(
-            f"{state} {escape(report.source)} @ {report.version} (from {report.version_from})",
-            highlight=False,
-        )
-        stdout.print(
-            f"key: {report.key}" + (f"  path: {escape(report.path)}" if report.path else ""), highlight=False
-        )
+        if report.version is None:
+            stdout.print(f"{state} {show(report.source)} (no version of it in the store)", highlight=False)
+        else:
+            stdout.print(
+                f"{state} {show(report.source)} @ {show(report.version)} (from {report.version_from})",
+                highlight=False,
+            )
+            stdout.print(
+                f"key: {report.key}" + (f"  path: {show(report.path)}" if report.path else ""),
+                highlight=False,
+            )
         for problem in report.problems:
-            stdout.print(f"[red]problem:[/] {escape(problem)}", highlight=False)
+            stdout.print(f"[red]problem:[/] {show(problem)}", highlight=False)
     if not report.cached:
         raise typer.Exit(1)
 
@@ -140,16 +166,14 @@ def verify(
     debug: DebugOpt = False,
 ) -> None:
     """Check entries against their manifests (exit 1 if any is damaged); on a Volume, --deep downloads."""
-    cache = open_cache(store)
     if modal_volume:
         from .modal_commands import remote_reports
 
         reports = remote_reports(modal_volume, target, deep=deep)
     elif target is None:
-        reports = cache.verify_all(deep=deep)
+        reports = open_cache(store, must_exist=True).verify_all(deep=deep)
     else:
-        key = target if is_valid_key(target) and cache.store.layout.entry_dir(target).is_dir() else None
-        reports = [cache.verify(key or cache.get(cache.status(target).key), deep=deep)]
+        reports = [_verify_one(open_cache(store, must_exist=True), target, deep=deep)]
     if json:
         print_json(reports)
     elif reports:
@@ -158,6 +182,23 @@ def verify(
         stdout.print("no entries")
     if not all(report.ok for report in reports):
         raise typer.Exit(1)
+
+
+def _verify_one(cache: WeightCache, target: str, *, deep: bool) -> VerifyReport:
+    """Verify the entry directory named ``target``, else the entry of the source ``target``."""
+    if is_valid_key(target) and os.path.lexists(cache.store.layout.entry_dir(target)):
+        return cache.verify(target, deep=deep)
+    if "://" not in target and not os.path.lexists(target):  # neither an entry nor a local source
+        raise EntryNotFoundError(
+            f"no entry {target!r} in store {cache.store.describe()}; see `weightcache ls` for the keys"
+        )
+    status = cache.status(target)
+    if status.key is None or status.path is None:  # no manifest for it: nothing to verify
+        raise EntryNotFoundError(
+            f"{status.source} is not cached in store {cache.store.describe()}; "
+            f"run `weightcache ensure {target}` first"
+        )
+    return cache.verify(status.key, deep=deep)
 
 
 @command("rm")
@@ -171,7 +212,7 @@ def remove(
     debug: DebugOpt = False,
 ) -> None:
     """Remove one entry (refused while another process uses it, unless --force)."""
-    open_cache(store).remove(key, force=force)
+    open_cache(store, must_exist=True).remove(key, force=force)
     if json:
         print_json({"removed": key})
     else:
@@ -189,7 +230,7 @@ def gc(
     debug: DebugOpt = False,
 ) -> None:
     """Remove old versions, incomplete entries and abandoned staging."""
-    report = open_cache(store).gc(keep=keep, dry_run=dry_run)
+    report = open_cache(store, must_exist=True).gc(keep=keep, dry_run=dry_run)
     if json:
         print_json(report)
     else:

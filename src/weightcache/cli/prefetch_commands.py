@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from ..cache import WeightCache
 from ..constants import READ_THREADS
@@ -16,7 +16,8 @@ from ..errors import EntryNotFoundError
 from ..layout import is_valid_key
 from ..prefetch import PrefetchHandle, prefetch_in_background
 from .app import DebugOpt, JsonOpt, StoreOpt, command, open_cache
-from .render import human_bytes, print_json, stderr, stdout
+from .progress import BinarySpeedColumn
+from .render import human_bytes, plural, print_json, stderr, stdout
 
 
 @command()
@@ -51,8 +52,8 @@ def prefetch(
         )
         return
     stdout.print(
-        f"prefetched {report.files} files, {human_bytes(report.bytes)} in {report.seconds:.2f}s "
-        f"({report.gb_per_s:.2f} GB/s, {report.threads} threads)"
+        f"prefetched {plural(report.files, 'file')}, {human_bytes(report.bytes)} in {report.seconds:.2f}s "
+        f"({human_bytes(report.bytes / max(report.seconds, 1e-9))}/s, {plural(report.threads, 'thread')})"
     )
 
 
@@ -75,7 +76,7 @@ def _show_progress(handle: PrefetchHandle) -> None:
     """A progress bar on stderr while the prefetch runs (only on a terminal)."""
     if not stderr.is_terminal:
         return
-    columns = (TextColumn("prefetch"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    columns = (TextColumn("prefetch"), BarColumn(), DownloadColumn(binary_units=True), BinarySpeedColumn())
     with Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task("prefetch", total=None)
         while not handle.done():

@@ -10,13 +10,30 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
+from rich.text import Text
 
+from ..display import human_bytes, plural
 from ..progress import ProgressEvent
+from .render import show
+
+
+class BinarySpeedColumn(ProgressColumn):
+    """Transfer speed in binary units (``MiB/s``), like every size the CLI prints.
+
+    rich's own TransferSpeedColumn is decimal only (``MB/s``), which would put two unit families
+    side by side.
+    """
+
+    def render(self, task: Task) -> Text:
+        """The speed of ``task``."""
+        speed = task.finished_speed or task.speed
+        return Text("?" if speed is None else f"{human_bytes(speed)}/s", style="progress.data.speed")
 
 
 class RichProgress:
@@ -26,8 +43,8 @@ class RichProgress:
         self._progress = Progress(
             TextColumn("{task.description}", justify="left"),
             BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
+            DownloadColumn(binary_units=True),
+            BinarySpeedColumn(),
             TimeRemainingColumn(),
             console=console,
             transient=True,
@@ -42,13 +59,13 @@ class RichProgress:
         with self._lock:
             if event.kind == "plan":
                 self._overall = self._progress.add_task(
-                    f"total ({event.files} files)", total=event.total_bytes
+                    f"total ({plural(event.files or 0, 'file')})", total=event.total_bytes
                 )
             elif event.kind == "advance" and event.path is not None:
                 task = self._files.get(event.path)
                 if task is None:
                     task = self._files[event.path] = self._progress.add_task(
-                        event.path, total=event.file_size
+                        show(event.path), total=event.file_size
                     )
                 self._progress.advance(task, event.nbytes)
                 if self._overall is not None:

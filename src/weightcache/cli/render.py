@@ -1,4 +1,8 @@
-"""How CLI results reach people (rich tables) and programs (one JSON document on stdout)."""
+"""How CLI results reach people (rich tables) and programs (one JSON document on stdout).
+
+Every name that came from outside (file names, sources, paths) goes through :func:`show`: escape
+sequences written out (:func:`~weightcache.display.safe_display`) and rich markup escaped.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..demo import DemoReport
+from ..display import human_bytes, plural, safe_display
 from ..entry import Entry
 from ..gc import GcReport
 from ..verify import VerifyReport
+
+__all__ = ["human_bytes", "plural"]  # re-exported: the command modules format sizes and counts through here
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -32,6 +39,7 @@ class EntryInfo(BaseModel):
     bytes: int
     created_at: str
     populate_seconds: float
+    imported_from: str | None = None
 
     @classmethod
     def of(cls, entry: Entry) -> EntryInfo:
@@ -47,6 +55,7 @@ class EntryInfo(BaseModel):
             bytes=manifest.total_bytes,
             created_at=manifest.created_at.isoformat(),
             populate_seconds=manifest.populate_seconds,
+            imported_from=entry.imported_from,
         )
 
 
@@ -61,33 +70,14 @@ def print_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
     print(json.dumps(data, indent=2))
 
 
-def human_bytes(count: int) -> str:
-    """``1536`` -> ``1.5 KiB``."""
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+def print_error_json(kind: str, message: str) -> None:
+    """Print the JSON document of a failed command: ``{"error": {"type": ..., "message": ...}}``."""
+    print_json({"error": {"type": kind, "message": message}})
 
 
-def entries_table(entries: Sequence[Entry]) -> Table:
-    """The ``ls`` table."""
-    table = Table(title="entries", title_justify="left")
-    table.add_column("key", no_wrap=True)
-    for column in ("source", "version", "files", "size", "created"):
-        table.add_column(column, justify="right" if column in ("files", "size") else "left")
-    for entry in entries:
-        manifest = entry.manifest
-        table.add_row(
-            entry.key,
-            manifest.source,
-            manifest.version[:20],
-            str(len(manifest.files)),
-            human_bytes(manifest.total_bytes),
-            manifest.created_at.strftime("%Y-%m-%d %H:%M"),
-        )
-    return table
+def show(text: str) -> str:
+    """``text`` from outside, ready for ``console.print``: escape sequences written out, markup escaped."""
+    return escape(safe_display(text))
 
 
 def verify_table(reports: Sequence[VerifyReport]) -> Table:
@@ -100,7 +90,7 @@ def verify_table(reports: Sequence[VerifyReport]) -> Table:
         result = "[green]ok[/]" if report.ok else "[red]FAILED[/]"
         checked = "rehashed" if report.deep else "stat"
         first = report.problems[0] if report.problems else None
-        table.add_row(report.key, result, str(report.files_checked), checked, _problem(first))
+        table.add_row(show(report.key), result, str(report.files_checked), checked, _problem(first))
         for problem in report.problems[1:]:
             table.add_row("", "", "", "", _problem(problem))
     return table
@@ -114,28 +104,28 @@ def gc_table(report: GcReport) -> Table:
     for column in ("reason", "size", "source"):
         table.add_column(column)
     for item in report.removed:
-        table.add_row(item.key, item.reason, human_bytes(item.bytes), escape(item.source or ""))
+        table.add_row(show(item.key), item.reason, human_bytes(item.bytes), show(item.source or ""))
     for key in report.skipped_busy:
-        table.add_row(key, "[yellow]skipped: busy[/]", "", "")
+        table.add_row(show(key), "[yellow]skipped: busy[/]", "", "")
     return table
 
 
 def _problem(problem: Any) -> str:
     if problem is None:
         return ""
-    return escape(f"{problem.path}: {problem.detail}" if problem.path else problem.detail)
+    return show(f"{problem.path}: {problem.detail}" if problem.path else problem.detail)
 
 
 def demo_table(report: DemoReport) -> Table:
     """The demo's summary table."""
     table = Table(
-        title=f"weightcache demo: {human_bytes(report.model_bytes)} model, store {report.store}",
+        title=f"weightcache demo: {human_bytes(report.model_bytes)} model, store {show(report.store)}",
         title_justify="left",
     )
     for column in ("step", "outcome", "time", "what happened"):
         table.add_column(column, justify="right" if column == "time" else "left")
     for step in report.steps:
-        table.add_row(step.name, step.outcome, _duration(step.seconds), step.detail)
+        table.add_row(step.name, step.outcome, _duration(step.seconds), show(step.detail))
     return table
 
 

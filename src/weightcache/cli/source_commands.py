@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from ..outdated import UpdateCheck
 from .app import DebugOpt, JsonOpt, StoreOpt, command, open_cache
-from .render import print_json, stdout
+from .render import print_json, show, stdout
 
 
 @command()
@@ -35,9 +34,9 @@ def _updates_table(checks: Sequence[UpdateCheck]) -> Table:
         table.add_column(column, overflow="fold")
     for check in checks:
         if check.error:
-            state = f"[red]cannot check:[/] {escape(check.error)}"
+            state = f"[red]cannot check:[/] {show(check.error)}"
         else:
             state = "[yellow]outdated[/]" if check.outdated else "[green]up to date[/]"
         latest = (check.latest_version or "")[:12]
-        table.add_row(escape(check.source), check.cached_version[:12], latest, state)
+        table.add_row(show(check.source), show(check.cached_version[:12]), show(latest), state)
     return table

@@ -14,7 +14,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from ..constants import hf_endpoint
+from ..constants import hf_endpoint, hub_timeouts
 from ..errors import InvalidSourceError
 from ..staging import Staging
 from .base import Source
@@ -36,7 +36,9 @@ class HFSource(Source):
     or ``hf://shuttleai/shuttle-jaguar?allow=model_index.json,transformer/*``. The token comes
     from ``token=`` or, like huggingface_hub, from ``HF_TOKEN`` or ``hf auth login``; it never
     appears in a URI, a manifest, a message or a log line. ``endpoint`` (default ``HF_ENDPOINT``)
-    points at a mirror or a local fake Hub.
+    points at a mirror or a local fake Hub. ``timeout`` (each request's connect and read timeout)
+    and ``deadline`` (resolving a revision, or listing a commit's files) are in seconds; they
+    default to ``WEIGHTCACHE_HUB_TIMEOUT`` and ``WEIGHTCACHE_HUB_DEADLINE``, else 30 and 120.
     """
 
     scheme = "hf"
@@ -52,6 +54,8 @@ class HFSource(Source):
         repo_type: str = "model",
         *,
         endpoint: str | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
     ) -> None:
         if repo_type not in _TYPE_PREFIXES:
             raise InvalidSourceError(f"repo type {repo_type!r} is not one of {', '.join(_TYPE_PREFIXES)}")
@@ -68,6 +72,7 @@ class HFSource(Source):
         self.ignore_patterns = _patterns(ignore_patterns)
         self._token = token
         self._endpoint = endpoint or hf_endpoint()
+        self._timeouts = (timeout, deadline)
 
     @classmethod
     def from_uri(cls, uri: str) -> HFSource:
@@ -110,7 +115,15 @@ class HFSource(Source):
         # huggingface_hub takes ~0.3 s to import, and a warm ensure() never talks to the Hub.
         from .hf_client import HubClient
 
-        return HubClient(self, token=self._token, endpoint=self._endpoint)
+        default_timeout, default_deadline = hub_timeouts()
+        timeout, deadline = self._timeouts
+        return HubClient(
+            self,
+            token=self._token,
+            endpoint=self._endpoint,
+            timeout=timeout or default_timeout,
+            deadline=deadline or default_deadline,
+        )
 
     def _query(self) -> str:
         params = [

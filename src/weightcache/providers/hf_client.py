@@ -19,37 +19,46 @@ from huggingface_hub.utils import filter_repo_objects
 
 from .._version import __version__
 from ..constants import IO_THREADS
-from ..errors import ChecksumMismatchError, EmptySourceError
+from ..errors import ChecksumMismatchError, EmptySourceError, SizeMismatchError
 from ..fsutil import safe_relpath
 from ..hashing import iter_file_chunks
 from ..parallel import run_parallel
-from ..redaction import redact_url
+from ..redaction import install_log_redaction, redact_url
 from ..staging import Staging
-from .hf_errors import HubRequest, hub_errors
+from .hf_errors import HubRequest, check_commit_sha, hub_errors
+from .hf_timeouts import hub_deadline
 
 if TYPE_CHECKING:
     from .hf import HFSource
+
+install_log_redaction()  # huggingface_hub and httpx2 log URLs: HF_ENDPOINT's user:pass, signed CDN links
 
 
 class HubClient:
     """Resolves and downloads one :class:`HFSource`'s repository; errors come out as weightcache's."""
 
-    def __init__(self, source: HFSource, *, token: str | None, endpoint: str | None) -> None:
+    def __init__(
+        self, source: HFSource, *, token: str | None, endpoint: str | None, timeout: float, deadline: float
+    ) -> None:
         self.source = source
         self._token = token
         self._endpoint = endpoint
+        self._timeout = timeout
+        self._deadline = deadline
 
     def resolve(self) -> str:
-        """The commit the source's revision names now (one request)."""
+        """The commit the source's revision names now (one request, bounded by the deadline)."""
         source = self.source
-        with hub_errors(self._hub_request()):
+        request = self._hub_request()
+        with hub_errors(request), hub_deadline(self._timeout, self._deadline):
             info = self._api().repo_info(source.repo_id, revision=source.revision, repo_type=source.repo_type)
-        return str(info.sha)
+            return check_commit_sha(request, info.sha)
 
     def fetch(self, sha: str, staging: Staging) -> None:
         """Download the selected files of commit ``sha`` in parallel, checked against the Hub's hashes."""
         with hub_errors(self._hub_request()):
-            files = self._listing(sha)
+            with hub_deadline(self._timeout, self._deadline):
+                files = self._listing(sha)
             staging.plan({file.path: file.size for file in files})
             with staging.scratch_dir() as scratch:
                 tasks = [partial(self._fetch_file, sha, file, staging, scratch) for file in files]
@@ -82,7 +91,26 @@ class HubClient:
         sha256 = file.lfs.sha256 if file.lfs is not None else None
         if sha256 is not None and staging.try_reuse(file.path, sha256=sha256, size=file.size) is not None:
             return
-        downloaded = hf_hub_download(
+        try:
+            downloaded = self._download(sha, file, staging, scratch)
+        except OSError as exc:
+            # huggingface_hub reports a download whose size differs from the listed one with a bare
+            # OSError without errno (file_download.py, http_get's "consistency check"); every other
+            # error it raises has a type of its own, and so do the OS's.
+            if type(exc) is OSError and exc.errno is None:
+                raise SizeMismatchError(
+                    f"{file.path} of the Hugging Face {self.source.repo_type} repository "
+                    f"{self.source.repo_id} arrived with the wrong size; nothing was published; retry"
+                ) from exc
+            raise
+        target = staging.path_for(file.path)
+        os.replace(downloaded, target)
+        if sha256 is None:
+            _check_git_blob(target, file)
+        staging.adopt(file.path, size=file.size, sha256=sha256)
+
+    def _download(self, sha: str, file: RepoFile, staging: Staging, scratch: Path) -> str:
+        return hf_hub_download(
             self.source.repo_id,
             file.path,
             repo_type=self.source.repo_type,
@@ -92,13 +120,9 @@ class HubClient:
             endpoint=self._endpoint,
             library_name="weightcache",
             library_version=__version__,
+            etag_timeout=self._timeout,
             tqdm_class=_progress_bar(staging, file.path, file.size),  # type: ignore[arg-type]
         )
-        target = staging.path_for(file.path)
-        os.replace(downloaded, target)
-        if sha256 is None:
-            _check_git_blob(target, file)
-        staging.adopt(file.path, size=file.size, sha256=sha256)
 
     def _api(self) -> HfApi:
         return HfApi(
@@ -114,6 +138,8 @@ class HubClient:
             revision=self.source.revision,
             endpoint=redact_url(self._endpoint or hf_constants.ENDPOINT),
             has_token=bool(self._token or get_token()),
+            timeout=self._timeout,
+            deadline=self._deadline,
         )
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx2
 from huggingface_hub.errors import (
     DisabledRepoError,
+    FileMetadataError,
     GatedRepoError,
     HfHubHTTPError,
     LocalEntryNotFoundError,
@@ -18,9 +21,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from ..constants import ENV_HF_TOKEN
+from ..constants import ENV_HF_TOKEN, ENV_HUB_DEADLINE, ENV_HUB_TIMEOUT
 from ..errors import (
-    SizeMismatchError,
     SourceAuthError,
     SourceChangedError,
     SourceError,
@@ -28,6 +30,10 @@ from ..errors import (
     SourceUnreachableError,
     WeightCacheError,
 )
+from ..redaction import redact_text
+from .hf_timeouts import HubDeadlineExceeded
+
+_COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -38,47 +44,100 @@ class HubRequest:
     revision: str
     endpoint: str
     has_token: bool
+    timeout: float
+    deadline: float
 
 
 @contextlib.contextmanager
 def hub_errors(request: HubRequest) -> Iterator[None]:
-    """Translate the errors huggingface_hub (and its HTTP client) raise inside the block."""
+    """Translate the errors huggingface_hub (and its HTTP client) raise inside the block, by type.
+
+    Their own messages name request URLs, which may hold ``HF_ENDPOINT``'s ``user:pass@`` or a
+    signed CDN link; they stay chained as the cause (``--debug`` shows it), redacted.
+    """
     try:
         yield
     except WeightCacheError:
         raise
-    except GatedRepoError as exc:
-        raise SourceAuthError(_gated(request)) from exc
-    except RepositoryNotFoundError as exc:
-        raise SourceNotFoundError(_not_found(request)) from exc
-    except RevisionNotFoundError as exc:
-        raise SourceNotFoundError(
+    except Exception as exc:
+        _redact_chain(exc)
+        error = _translate(request, exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _translate(request: HubRequest, exc: Exception) -> WeightCacheError | None:
+    if isinstance(exc, GatedRepoError):
+        return SourceAuthError(_gated(request))
+    if isinstance(exc, RepositoryNotFoundError):
+        return SourceNotFoundError(_not_found(request))
+    if isinstance(exc, RevisionNotFoundError):
+        return SourceNotFoundError(
             f"revision {request.revision!r} does not exist in the Hugging Face {request.repo}; "
             "check the branch, tag or commit"
-        ) from exc
-    except RemoteEntryNotFoundError as exc:
-        raise SourceChangedError(
+        )
+    if isinstance(exc, RemoteEntryNotFoundError):
+        return SourceChangedError(
             f"a file listed in the Hugging Face {request.repo} vanished during the download; run again"
-        ) from exc
-    except DisabledRepoError as exc:
-        raise SourceNotFoundError(f"the Hugging Face {request.repo} has been disabled on the Hub") from exc
-    except HfHubHTTPError as exc:
-        raise _http_error(request, exc.response.status_code) from exc
-    except OfflineModeIsEnabled as exc:
-        raise SourceUnreachableError(
+        )
+    if isinstance(exc, DisabledRepoError):
+        return SourceNotFoundError(f"the Hugging Face {request.repo} has been disabled on the Hub")
+    if isinstance(exc, HfHubHTTPError):
+        return _http_error(request, exc.response.status_code)
+    if isinstance(exc, OfflineModeIsEnabled):
+        return SourceUnreachableError(
             f"HF_HUB_OFFLINE is set, so the Hub cannot be asked about the {request.repo}; "
             "unset it, or use a cached entry (ensure without --refresh)"
-        ) from exc
-    except (httpx2.TransportError, LocalEntryNotFoundError) as exc:
-        raise _unreachable(request, "the network failed") from exc
-    except OSError as exc:
-        # huggingface_hub reports a download whose size differs from the listed one as a plain OSError.
-        if exc.errno is None and "Consistency check failed" in str(exc):
-            raise SizeMismatchError(
-                f"a file of the Hugging Face {request.repo} arrived with the wrong size; "
-                "nothing was published; retry"
-            ) from exc
-        raise
+        )
+    return _transport_error(request, exc)
+
+
+def _transport_error(request: HubRequest, exc: BaseException) -> WeightCacheError | None:
+    if isinstance(exc, LocalEntryNotFoundError) and exc.__cause__ is not None:
+        # hf_hub_download wraps what its metadata request met (file_download.py, _raise_on_head_call_error).
+        return _transport_error(request, exc.__cause__) or _unreachable(request, "the network failed")
+    if isinstance(exc, HubDeadlineExceeded):
+        return _unreachable(
+            request, f"no answer within {request.deadline:g} s; raise {ENV_HUB_DEADLINE} if it is just slow"
+        )
+    if isinstance(exc, httpx2.TimeoutException):
+        return _unreachable(
+            request, f"timed out after {request.timeout:g} s; raise {ENV_HUB_TIMEOUT} if it is just slow"
+        )
+    if isinstance(exc, httpx2.TooManyRedirects):
+        return SourceError(
+            f"the Hub at {request.endpoint} redirected too many times for the {request.repo}; "
+            "check HF_ENDPOINT and any proxy in between"
+        )
+    if isinstance(exc, (json.JSONDecodeError, FileMetadataError)):  # no JSON; a file without ETag or commit
+        return _not_the_hub(request)
+    if isinstance(exc, (httpx2.TransportError, LocalEntryNotFoundError)):
+        return _unreachable(request, "the network failed")
+    return None
+
+
+def _redact_chain(error: BaseException | None) -> None:
+    """Redact the URLs in the messages of ``error`` and of the errors chained to it."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.args = tuple(redact_text(arg) if isinstance(arg, str) else arg for arg in error.args)
+        error = error.__cause__ or error.__context__
+
+
+def check_commit_sha(request: HubRequest, sha: object) -> str:
+    """``sha`` if it is a commit sha, else the error for an answer that did not come from a Hub."""
+    if not isinstance(sha, str) or not _COMMIT_SHA.fullmatch(sha):
+        raise _not_the_hub(request)
+    return sha
+
+
+def _not_the_hub(request: HubRequest) -> SourceError:
+    return SourceError(
+        f"{request.endpoint} answered the request for the {request.repo} with something that is not the "
+        "Hub's API (a proxy or captive portal page?); check the network, the proxy or HF_ENDPOINT"
+    )
 
 
 def _gated(request: HubRequest) -> str:

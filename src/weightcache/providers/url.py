@@ -1,12 +1,19 @@
-"""Files on web servers: ``https://HOST/PATH[#sha256=HEX][&name=REL]``, one or several per entry.
+"""Files on web servers: ``https://HOST/PATH[#sha256=HEX][&name=REL][&id=NAME]``, one or several per entry.
 
 Large files come in parallel byte ranges when the server accepts them, and a dropped connection
 resumes from the bytes already received (see :mod:`weightcache.download`). With a ``sha256`` the
 entry is pinned: its version is the hash, a warm call needs no request, and a mismatch publishes
 nothing. Without one, the version is what the server says identifies the file (its ETag, else
 size and Last-Modified); like the Hub, that is remembered in the store, so warm calls are offline.
-Credentials in ``user:pass@``, in secret-looking query parameters, or in ``headers=`` are used
-for the requests but never appear in a URI, a manifest, a message or a log line.
+Credentials in ``user:pass@``, in secret query parameters (:data:`~weightcache.redaction.SECRET_PARAMETERS`)
+or in ``headers=`` are used for the requests but never appear in a URI, a manifest, a message or a
+log line.
+
+The identity of a file (what its entry is keyed by) is its whole URL, each credential in it as a
+one-way digest: two URLs that differ anywhere, a secret included, never share an entry. A pinned
+file (``sha256``) or one named by the user (``#id=NAME``) is identified without its signature
+(:data:`~weightcache.redaction.SIGNING_PARAMETERS` and the secret ones), so a pre-signed link
+whose signature and date rotate keeps its entry.
 """
 
 from __future__ import annotations
@@ -18,11 +25,17 @@ from posixpath import basename
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-from ..constants import HTTP_CONNECTIONS, HTTP_PART_BYTES, HTTP_RETRIES, HTTP_TIMEOUT_SECONDS
+from ..constants import (
+    HTTP_CONNECTIONS,
+    HTTP_PART_BYTES,
+    HTTP_RETRIES,
+    HTTP_STALL_SECONDS,
+    HTTP_TIMEOUT_SECONDS,
+)
 from ..errors import InvalidSourceError, SourceChangedError
 from ..fsutil import safe_relpath
 from ..layout import short_hash
-from ..redaction import REDACTED, redact_url
+from ..redaction import is_signing_parameter, redact_url, secret_digest, split_userinfo
 from ..staging import Staging
 from .base import Source
 
@@ -30,6 +43,12 @@ if TYPE_CHECKING:
     from ..download import HTTPDownloader, Probe
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+#: What a redacted URL starts a removed secret with (``<redacted>``, or ``<redacted:DIGEST>``).
+_REDACTED_MARK = "<redacted"
+
+#: Longest file name component and path most filesystems accept (bytes, as ext4 and XFS count).
+_NAME_MAX, _PATH_MAX = 255, 4096
 
 #: Separates the files of a several-file URI (``|`` never appears unescaped in a URL).
 URI_SEPARATOR = " | "
@@ -39,15 +58,32 @@ URI_SEPARATOR = " | "
 class _RemoteFile:
     name: str  # path inside the entry
     url: str  # what is fetched: may carry credentials, so never shown
-    label: str  # the URL with credentials removed: what URIs and messages show
+    label: str  # the URL with credentials removed: what messages show
     sha256: str | None
+    id: str | None  # the user's name for what this URL serves
+
+    @property
+    def stable(self) -> bool:
+        """Whether something other than the URL's query says what the bytes are (a hash, a name)."""
+        return self.sha256 is not None or self.id is not None
 
     def uri(self, *, with_hash: bool) -> str:
-        """This file's URL without credentials, with its fragment (``sha256=`` only when ``with_hash``)."""
+        """This file's URL, credentials shown as digests (or removed if stable), with its fragment."""
+        return _with_fragment(self.label if self.stable else _digested(self.url), self._params(with_hash))
+
+    def identity(self) -> str:
+        """What keys this file's entry: the whole URL with digests, or without its signature if stable."""
+        if not self.stable:
+            return self.uri(with_hash=False)
+        return _with_fragment(_unsigned(self.label), self._params(with_hash=False))
+
+    def _params(self, with_hash: bool) -> list[str]:
         params = [f"sha256={self.sha256}"] if with_hash and self.sha256 else []
         if self.name != _url_basename(self.url):
             params.append(f"name={quote(self.name, safe='/')}")
-        return self.label + ("#" + "&".join(params) if params else "")
+        if self.id is not None:
+            params.append(f"id={quote(self.id, safe='')}")
+        return params
 
 
 class URLSource(Source):
@@ -55,9 +91,11 @@ class URLSource(Source):
 
     ``URLSource("https://example.com/sam2.pt", sha256="ab12...")``, or the URI
     ``https://example.com/sam2.pt#sha256=ab12...``. ``sha256`` is a hex string for one URL, a
-    ``{relative_path: hex}`` mapping for several. ``headers`` are sent with every request (an
-    ``Authorization`` header is dropped on redirects to another host). ``connections``,
-    ``part_bytes``, ``timeout`` (seconds without bytes) and ``retries`` (attempts without
+    ``{relative_path: hex}`` mapping for several. ``id`` names what a pre-signed URL serves, so
+    that its rotating signature does not make a new entry (a string, or ``{relative_path: id}``).
+    ``headers`` are sent with every request (an ``Authorization`` header is dropped on redirects
+    to another host). ``connections``, ``part_bytes``, ``timeout`` (seconds without bytes),
+    ``stall_timeout`` (seconds to receive at least 1 MiB) and ``retries`` (attempts without
     progress) tune the downloads.
     """
 
@@ -70,39 +108,36 @@ class URLSource(Source):
         sha256: str | Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         *,
+        id: str | Mapping[str, str] | None = None,
         connections: int = HTTP_CONNECTIONS,
         part_bytes: int = HTTP_PART_BYTES,
         timeout: float = HTTP_TIMEOUT_SECONDS,
+        stall_timeout: float = HTTP_STALL_SECONDS,
         retries: int = HTTP_RETRIES,
     ) -> None:
         if isinstance(url, str):
-            if sha256 is not None and not isinstance(sha256, str):
-                raise InvalidSourceError("sha256 of a single URL is one hex string, not a mapping")
-            files = [_remote_file(url, name=None, sha256=sha256)]
+            if not isinstance(sha256, (str, type(None))) or not isinstance(id, (str, type(None))):
+                raise InvalidSourceError("sha256 and id of a single URL are strings, not mappings")
+            files = [_remote_file(url, name=None, sha256=sha256, id=id)]
         else:
-            if isinstance(sha256, str):
-                raise InvalidSourceError("sha256 of several URLs is a {relative_path: hex} mapping")
-            hashes = dict(sha256 or {})
+            hashes, ids = _per_file("sha256", sha256), _per_file("id", id)
             files = [
-                _remote_file(text, name=name, sha256=hashes.pop(name, None)) for name, text in url.items()
+                _remote_file(text, name=name, sha256=hashes.pop(name, None), id=ids.pop(name, None))
+                for name, text in url.items()
             ]
-            if hashes:
-                raise InvalidSourceError(
-                    f"sha256 names files that are not among the URLs: {', '.join(sorted(hashes))}"
-                )
+            if hashes or ids:
+                unknown = ", ".join(sorted({*hashes, *ids}))
+                raise InvalidSourceError(f"sha256 or id names files that are not among the URLs: {unknown}")
         if not files:
             raise InvalidSourceError("URLSource needs at least one URL")
-        names = [file.name for file in files]
-        if len(set(names)) != len(names):
-            raise InvalidSourceError(
-                f"two URLs would be saved under the same name in {names}; name them in a mapping"
-            )
+        _check_names([file.name for file in files])
         self._files = sorted(files, key=lambda file: file.name)
         self._settings: dict[str, Any] = {
             "headers": dict(headers or {}),
             "connections": connections,
             "part_bytes": part_bytes,
             "timeout": timeout,
+            "stall_timeout": stall_timeout,
             "retries": retries,
         }
         #: What the last resolve() or fetch() learned about each file.
@@ -114,17 +149,17 @@ class URLSource(Source):
         parts = [part.strip() for part in uri.split("|")]
         if len(parts) == 1:
             return cls(parts[0])
-        return cls({_remote_file(part, name=None, sha256=None).name: part for part in parts})
+        return cls({_remote_file(part, name=None, sha256=None, id=None).name: part for part in parts})
 
     @property
     def uri(self) -> str:
-        """The URL(s) without credentials, with ``#sha256=`` when known, ``name=`` when not the URL's own."""
+        """The URL(s), credentials as digests, with ``#sha256=`` when known, ``name=``/``id=`` when given."""
         return URI_SEPARATOR.join(file.uri(with_hash=True) for file in self._files)
 
     @property
     def identity(self) -> str:
-        """The URI without the hashes: the hashes are versions, and versions share an identity."""
-        return URI_SEPARATOR.join(file.uri(with_hash=False) for file in self._files)
+        """What entries are keyed by: each whole URL (see the module's docstring), without the hashes."""
+        return URI_SEPARATOR.join(file.identity() for file in self._files)
 
     @property
     def slug(self) -> str:
@@ -184,34 +219,100 @@ class URLSource(Source):
         return HTTPDownloader(**self._settings)
 
 
-def _remote_file(text: str, *, name: str | None, sha256: str | None) -> _RemoteFile:
+def _remote_file(text: str, *, name: str | None, sha256: str | None, id: str | None) -> _RemoteFile:
+    userinfo, _ = split_userinfo(text.strip())
+    if "#" in userinfo or "?" in userinfo:
+        raise InvalidSourceError(
+            f"the user:password in {redact_url(text.strip())} holds an unencoded '#' or '?'; "
+            "percent-encode it (%23, %3F)"
+        )
     url, _, fragment = text.strip().partition("#")
     params = _fragment(text, fragment)
-    if sha256 is not None and params.get("sha256", sha256).lower() != sha256.lower():
-        raise InvalidSourceError(f"{redact_url(url)} is given two different sha256 values; keep one")
+    for key, given, same in (("sha256", sha256, str.lower), ("id", id, str)):
+        if given is not None and same(params.get(key, given)) != same(given):
+            raise InvalidSourceError(f"{redact_url(url)} is given two different {key} values; keep one")
     sha256 = sha256 or params.get("sha256")
+    id = id or params.get("id")
     if sha256 is not None and not _SHA256.match(sha256):
         raise InvalidSourceError(f"sha256 of {redact_url(url)} is not 64 hex digits; copy the full hash")
-    if urlsplit(url).scheme.lower() not in ("http", "https") or not urlsplit(url).hostname:
-        raise InvalidSourceError(f"{redact_url(url)!r} is not an http:// or https:// URL")
-    if REDACTED in url:
+    if id is not None and not id.strip():
+        raise InvalidSourceError(f"the id of {redact_url(url)} is empty; name what the URL serves")
+    if not _is_http_url(url):
+        raise InvalidSourceError(f"{redact_url(url)!r} is not a valid http:// or https:// URL")
+    if _REDACTED_MARK in url:
         raise InvalidSourceError(
             f"{redact_url(url)} had its credentials removed when it was recorded; pass the URL with them"
         )
     relpath = safe_relpath(name or params.get("name") or _default_name(url))
-    return _RemoteFile(relpath, url, redact_url(url), sha256.lower() if sha256 else None)
+    return _RemoteFile(relpath, url, redact_url(url), sha256.lower() if sha256 else None, id)
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
+    except ValueError:  # that, or an unclosed IPv6 bracket
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
 def _fragment(text: str, fragment: str) -> dict[str, str]:
     params = {}
     for pair in fragment.split("&") if fragment else []:
         key, _, value = pair.partition("=")
-        if key not in ("sha256", "name"):
+        if key not in ("sha256", "name", "id"):
             raise InvalidSourceError(
-                f"{redact_url(text)} has an unknown #{key}; URL fragments may give sha256= and name="
+                f"{redact_url(text)} has an unknown #{key}; URL fragments may give sha256=, name= and id="
             )
         params[key] = unquote(value)
     return params
+
+
+def _per_file(what: str, value: str | Mapping[str, str] | None) -> dict[str, str]:
+    if isinstance(value, str):
+        raise InvalidSourceError(f"{what} of several URLs is a {{relative_path: {what}}} mapping")
+    return dict(value or {})
+
+
+def _check_names(names: list[str]) -> None:
+    """Refuse names that collide, or that no filesystem can hold, before anything is fetched."""
+    if len(set(names)) != len(names):
+        raise InvalidSourceError(
+            f"two URLs would be saved under the same name in {names}; name them in a mapping"
+        )
+    for name in names:
+        if len(name.encode()) > _PATH_MAX or any(len(part.encode()) > _NAME_MAX for part in name.split("/")):
+            raise InvalidSourceError(
+                f"the file name {name[:60]!r}... is longer than a filesystem allows ({_NAME_MAX} bytes per "
+                f"part, {_PATH_MAX} in all); choose a shorter one with #name= or a mapping"
+            )
+    folders = {name[:index] for name in names for index, char in enumerate(name) if char == "/"}
+    clash = sorted(folders.intersection(names))
+    if clash:
+        raise InvalidSourceError(
+            f"{clash[0]!r} would be both a file and a folder of this entry; rename one of the URLs' files"
+        )
+
+
+def _digested(url: str) -> str:
+    """``url`` with each credential (``user:pass``, a secret query value) replaced by its digest."""
+    userinfo, _ = split_userinfo(url)
+    shown = redact_url(url, replace=lambda value: f"{_REDACTED_MARK}:{secret_digest(value)}>")
+    if not userinfo:
+        return shown
+    scheme, _, rest = shown.partition("://")
+    return f"{scheme}://{_REDACTED_MARK}:{secret_digest(userinfo)}>@{rest}"
+
+
+def _unsigned(url: str) -> str:
+    """``url`` without the query parameters that change when a link is signed again."""
+    base, _, query = url.partition("?")
+    kept = [pair for pair in query.split("&") if pair and not is_signing_parameter(pair.partition("=")[0])]
+    return base + ("?" + "&".join(kept) if kept else "")
+
+
+def _with_fragment(url: str, params: list[str]) -> str:
+    return url + ("#" + "&".join(params) if params else "")
 
 
 def _url_basename(url: str) -> str:

@@ -9,12 +9,15 @@
         server.drop("/ckpt/sam2.pt", after=1_000_000)  # the next GET is cut after 1 MB of body
         server.fail("/ckpt/sam2.pt", status=503)       # the next GET gets a 503
         server.corrupt("/ckpt/sam2.pt", offset=10)     # byte 10 is always served flipped
+        server.trickle("/ckpt/sam2.pt", interval=0.01) # the next GET sends one byte per interval
+        server.add("/dl?key=models/a.bin", data)       # a path with a query serves that exact query
         server.ranges = False                          # ignore Range headers, like some servers
         server.count("/ckpt/sam2.pt")                  # requests received for that path
 
-One-shot faults (``fail``, ``hang``, ``drop``) apply to GET requests, oldest first, one per
-request (a ``drop`` waits for a response whose body is longer than its cut); ``times`` makes
-one last several requests. Everything runs on 127.0.0.1.
+One-shot faults (``fail``, ``hang``, ``drop``, ``trickle``) apply to GET requests, oldest first,
+one per request (a ``drop`` waits for a response whose body is longer than its cut, a ``trickle``
+for one longer than a byte, so a one-byte probe is served normally); ``times`` makes one last
+several requests. Everything runs on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class _Resource:
 
 @dataclass
 class _Fault:
-    kind: str  # "fail", "hang" or "drop"
+    kind: str  # "fail", "hang", "drop" or "trickle"
     times: int
     status: int = 503
     retry_after: int | None = None
@@ -145,6 +148,10 @@ class FileServer(ServerContext):
         """Cut the connection after ``after`` bytes of body in the next ``times`` GETs of ``path``."""
         self._add_fault(path, _Fault("drop", times, after=after))
 
+    def trickle(self, path: str, interval: float, *, times: int = 1) -> None:
+        """Send the next ``times`` bodies of ``path`` (longer than a byte) one byte per ``interval``."""
+        self._add_fault(path, _Fault("trickle", times, seconds=interval))
+
     def corrupt(self, path: str, offset: int = 0) -> None:
         """Serve the byte at ``offset`` of ``path`` flipped, in every response from now on."""
         with self._lock:
@@ -181,7 +188,9 @@ class FileServer(ServerContext):
         request = handler.served_request()
         with self._lock:
             self.requests.append(request)
-        self.respond(handler, request.path, request.query)
+            exact = f"{request.path}?{request.query}"
+            path = exact if request.query and exact in self._resources else request.path
+        self.respond(handler, path, request.query)
 
     def respond(
         self, handler: QuietHandler, path: str, query: str = "", headers: dict[str, str] | None = None
@@ -191,7 +200,9 @@ class FileServer(ServerContext):
             redirect = self._redirects.get(path)
             resource = self._resources.get(path)
             fault = (
-                self._take_fault(path, lambda item: item.kind != "drop") if handler.command == "GET" else None
+                self._take_fault(path, lambda item: item.kind in ("fail", "hang"))
+                if handler.command == "GET"
+                else None
             )
         if redirect is not None:
             target, status = redirect
@@ -271,10 +282,15 @@ class FileServer(ServerContext):
         with self._lock:
             flipped = set(self._corrupt.get(path, ()))
             drop = self._take_fault(path, lambda item: item.kind == "drop" and item.after < end - start)
+            trickle = self._take_fault(path, lambda item: item.kind == "trickle" and end - start > 1)
         stop = end if drop is None else start + drop.after
+        step = _SEND_BYTES if trickle is None else 1
         offset = start
         while offset < stop:
-            chunk = bytearray(resource.read(offset, min(_SEND_BYTES, stop - offset)))
+            if trickle is not None:
+                handler.wfile.flush()
+                time.sleep(trickle.seconds)
+            chunk = bytearray(resource.read(offset, min(step, stop - offset)))
             for position in flipped:
                 if offset <= position < offset + len(chunk):
                     chunk[position - offset] ^= 0xFF
