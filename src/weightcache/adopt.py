@@ -42,14 +42,14 @@ from .fsutil import remove_tree, unique_suffix
 from .hf_cache_scan import CachedFile, CachedRevision, scan_hf_cache
 from .hf_cache_view import register_view
 from .layout import entry_key
-from .manifest import Manifest
+from .manifest import Manifest, load_manifest
 from .parallel import run_parallel
 from .populate import publish, reclaim_abandoned
 from .progress import ProgressCallback, ProgressEvent, emit
 from .providers.base import PopulateLock, Store
 from .providers.hf import HFSource
 from .refs import read_ref, write_ref
-from .verify import load_manifest, stat_problems
+from .verify import stat_problems
 
 logger = logging.getLogger(__name__)
 

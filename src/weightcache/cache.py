@@ -20,7 +20,7 @@ from .hf_cache_view import lay_out_view
 from .inuse import hold, release
 from .layout import entry_key, is_valid_key
 from .linking import LinkMode, link_entry
-from .manifest import Manifest
+from .manifest import Manifest, load_manifest, newer_schema
 from .outdated import UpdateCheck, check_for_updates
 from .populate import populate, untrusted_import
 from .progress import ProgressCallback
@@ -29,7 +29,7 @@ from .providers.local_store import LocalStore
 from .refs import read_ref, write_ref
 from .registry import SourceLike, parse_source
 from .transfer import ManifestSource
-from .verify import VerifyReport, load_manifest, newer_schema, stat_problems, verify_entry
+from .verify import VerifyReport, stat_problems, verify_entry
 
 logger = logging.getLogger(__name__)
 

@@ -22,11 +22,10 @@ from .fsutil import remove_tree, tree_size, unique_suffix
 from .hf_cache_view import drop_views
 from .inuse import exclusive
 from .layout import StoreLayout, check_contained, is_valid_key
-from .manifest import Manifest
+from .manifest import Manifest, load_manifest, newer_schema
 from .populate import leftover_key, leftovers
 from .providers.base import Store
 from .refs import all_refs, drop_refs_to
-from .verify import load_manifest, newer_schema
 
 logger = logging.getLogger(__name__)
 

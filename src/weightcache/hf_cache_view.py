@@ -42,7 +42,7 @@ from .errors import InvalidSourceError, LinkError
 from .fsutil import atomic_write_bytes, remove_tree, safe_relpath, unique_suffix
 from .hashing import iter_file_chunks
 from .layout import StoreLayout, short_hash
-from .manifest import FileRecord
+from .manifest import FileRecord, load_manifest
 from .providers.base import Source
 from .providers.hf import HFSource
 
@@ -233,8 +233,6 @@ def _views(layout: StoreLayout) -> list[tuple[Path, ViewRecord]]:
 
 def _relink(layout: StoreLayout, record: ViewRecord) -> None:
     """Lay out a remaining view's files again, so blobs it shared with a removed entry point at its own."""
-    from .verify import load_manifest
-
     manifest = load_manifest(layout, record.key)
     repo_dir = Path(record.repo_dir)
     if manifest is None or not repo_dir.is_dir():

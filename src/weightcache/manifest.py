@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -12,6 +13,9 @@ from ._version import __version__
 from .constants import MANIFEST_SCHEMA_VERSION
 from .errors import ManifestError
 from .fsutil import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from .layout import StoreLayout
 
 # Checked by pydantic-core in Rust: the warm path parses a manifest per call, at thousands of files.
 _HEX64 = r"^[0-9a-f]{64}$"
@@ -130,3 +134,24 @@ def parse_manifest(data: bytes, *, where: str) -> Manifest:
 def write_manifest(path: Path, manifest: Manifest) -> None:
     """Write a manifest atomically (temp file, fsync, rename, fsync of the directory)."""
     atomic_write_bytes(path, manifest.to_json())
+
+
+def load_manifest(layout: StoreLayout, key: str) -> Manifest | None:
+    """Entry ``key``'s manifest if it is present and valid, else ``None`` (then it is not an entry)."""
+    try:
+        manifest = read_manifest(layout.manifest_path(key))
+    except (OSError, ManifestError):
+        return None
+    return manifest if manifest.key == key else None
+
+
+def newer_schema(layout: StoreLayout, key: str) -> int | None:
+    """The schema of entry ``key``'s manifest when a newer weightcache wrote it, else ``None``.
+
+    Such an entry is not this release's to use, repair or collect: it is left alone.
+    """
+    try:
+        schema = json.loads(layout.manifest_path(key).read_bytes()).get("schema_version")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return schema if isinstance(schema, int) and schema > MANIFEST_SCHEMA_VERSION else None

@@ -13,11 +13,11 @@ from pydantic import BaseModel
 
 from .constants import IO_THREADS
 from .errors import WeightCacheError
+from .manifest import load_manifest
 from .parallel import run_parallel
 from .providers.base import Store
 from .refs import Ref, all_refs
 from .registry import parse_source
-from .verify import load_manifest
 
 
 class UpdateCheck(BaseModel):

@@ -12,11 +12,10 @@ from .entry import IMPORT_TRUSTED, IMPORTED_FROM
 from .errors import EmptySourceError
 from .fsutil import fsync_dir, fsync_tree_dirs, remove_tree, store_write_errors, unique_suffix
 from .layout import FILES_DIR_NAME, MANIFEST_NAME, StoreLayout, is_leftover_name
-from .manifest import Manifest, write_manifest
+from .manifest import Manifest, load_manifest, write_manifest
 from .progress import ProgressCallback
 from .providers.base import PopulateLock, Source, Store
 from .staging import KnownFile, Staging
-from .verify import load_manifest
 
 #: Published files are read-only: a write through a symlink or hardlink into the store fails
 #: instead of silently corrupting the cache (``copy`` link mode still gives writable copies).

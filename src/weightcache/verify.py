@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
@@ -12,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .constants import IO_THREADS, MANIFEST_SCHEMA_VERSION
+from .constants import IO_THREADS
 from .errors import ManifestError
 from .hashing import hash_file
 from .layout import StoreLayout
@@ -40,27 +39,6 @@ class VerifyReport(BaseModel):
     bytes_checked: int
     seconds: float
     problems: list[Problem]
-
-
-def load_manifest(layout: StoreLayout, key: str) -> Manifest | None:
-    """The entry's manifest if it is present and valid, else ``None`` (then it is not an entry)."""
-    try:
-        manifest = read_manifest(layout.manifest_path(key))
-    except (OSError, ManifestError):
-        return None
-    return manifest if manifest.key == key else None
-
-
-def newer_schema(layout: StoreLayout, key: str) -> int | None:
-    """The schema of entry ``key``'s manifest when a newer weightcache wrote it, else ``None``.
-
-    Such an entry is not this release's to use, repair or collect: it is left alone.
-    """
-    try:
-        schema = json.loads(layout.manifest_path(key).read_bytes()).get("schema_version")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return schema if isinstance(schema, int) and schema > MANIFEST_SCHEMA_VERSION else None
 
 
 def stat_problems(files_dir: Path, manifest: Manifest) -> list[Problem]:

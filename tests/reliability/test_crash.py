@@ -31,10 +31,10 @@ import pytest
 from tests.reliability.crash import ANY, POINTS, Outcome, run_child
 from tests.reliability.sources import KIND_NAMES, SourceKind, source_kind
 from weightcache import Manifest, WeightCache
+from weightcache.manifest import load_manifest
 from weightcache.refs import Ref
 from weightcache.registry import SourceLike, parse_source
 from weightcache.testing import FileServer
-from weightcache.verify import load_manifest
 
 TRIALS = int(os.environ.get("WEIGHTCACHE_CRASH_TRIALS", "25"))
 SOAK = "WEIGHTCACHE_CRASH_TRIALS" in os.environ  # a long run: random delays too

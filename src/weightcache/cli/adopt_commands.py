@@ -14,8 +14,8 @@ from ..adopt import AdoptReport, adopt_hf_cache
 from ..entry import Entry
 from ..errors import StoreError
 from ..layout import StoreLayout
+from ..manifest import load_manifest
 from ..remote_volume import VolumeEntries, modal_errors
-from ..verify import load_manifest
 from .app import DebugOpt, JsonOpt, StoreOpt, command, open_cache
 from .progress import RichProgress
 from .render import human_bytes, print_json, stderr, stdout

@@ -34,7 +34,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import LockTimeoutError
-from ..verify import load_manifest, stat_problems
+from ..manifest import load_manifest
+from ..verify import stat_problems
 from ._modal_errors import PROGRAMMING_ERRORS
 
 if TYPE_CHECKING:

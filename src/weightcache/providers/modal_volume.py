@@ -35,8 +35,7 @@ from typing import Literal, Protocol
 from ..errors import CommitError
 from ..fsutil import store_write_errors
 from ..layout import short_hash
-from ..manifest import FileRecord
-from ..verify import load_manifest
+from ..manifest import FileRecord, load_manifest
 from ._modal_errors import PROGRAMMING_ERRORS, platform_errors
 from ._modal_mounts import check_volume_mounted
 from .base import Store
