@@ -20,16 +20,15 @@ from .hf_cache_view import lay_out_view
 from .inuse import hold, release
 from .layout import entry_key, is_valid_key
 from .linking import LinkMode, link_entry
-from .manifest import Manifest, load_manifest, newer_schema
+from .manifest import Manifest, newer_schema
 from .outdated import UpdateCheck, check_for_updates
 from .populate import populate, untrusted_import
 from .progress import ProgressCallback
 from .providers.base import Source, Store
 from .providers.local_store import LocalStore
-from .refs import read_ref, write_ref
 from .registry import SourceLike, parse_source
 from .transfer import ManifestSource
-from .verify import VerifyReport, stat_problems, verify_entry
+from .verify import VerifyReport, file_problems, stat_problems, verify_entry
 
 logger = logging.getLogger(__name__)
 
@@ -157,14 +156,11 @@ class WeightCache:
                 problems=[],
             )
         key = self._key(src, version)
-        manifest = load_manifest(self.store.layout, key)
+        manifest = self.store.load_manifest(key)
         problems = (
             []
             if manifest is None
-            else [
-                f"{problem.path}: {problem.detail}"
-                for problem in stat_problems(self.store.layout.files_dir(key), manifest)
-            ]
+            else [f"{problem.path}: {problem.detail}" for problem in file_problems(self.store, key, manifest)]
         )
         return SourceStatus(
             source=src.uri,
@@ -172,7 +168,7 @@ class WeightCache:
             version_from=origin,
             key=key,
             cached=manifest is not None and not problems,
-            path=str(self.store.layout.files_dir(key)) if manifest else None,
+            path=str(self.store.files_path(key)) if manifest else None,
             files=len(manifest.files) if manifest else 0,
             bytes=manifest.total_bytes if manifest else 0,
             problems=problems,
@@ -180,7 +176,7 @@ class WeightCache:
 
     def get(self, key: str) -> Entry:
         """The entry with ``key``, or :class:`EntryNotFoundError`."""
-        manifest = load_manifest(self.store.layout, key) if is_valid_key(key) else None
+        manifest = self.store.load_manifest(key) if is_valid_key(key) else None
         if manifest is None:
             raise EntryNotFoundError(
                 f"no entry {key!r} in store {self.store.describe()}; see `weightcache ls`"
@@ -189,10 +185,7 @@ class WeightCache:
 
     def list(self) -> list[Entry]:
         """Every valid entry in the store, grouped by source, newest first within a source."""
-        entries_dir = self.store.layout.entries_dir
-        keys = sorted(path.name for path in entries_dir.iterdir()) if entries_dir.is_dir() else []
-        manifests = [m for m in (load_manifest(self.store.layout, key) for key in keys) if m is not None]
-        manifests.sort(key=lambda m: (m.source, -m.created_at.timestamp()))
+        manifests = sorted(self.store.manifests(), key=lambda m: (m.source, -m.created_at.timestamp()))
         return [self._entry(manifest, hit=True) for manifest in manifests]
 
     def outdated(self) -> list[UpdateCheck]:
@@ -204,13 +197,11 @@ class WeightCache:
 
     def verify(self, entry: Entry | str, *, deep: bool = False) -> VerifyReport:
         """Check one entry: stat every file; with ``deep``, rehash every file and compare."""
-        return verify_entry(self.store.layout, entry.key if isinstance(entry, Entry) else entry, deep=deep)
+        return verify_entry(self.store, entry.key if isinstance(entry, Entry) else entry, deep=deep)
 
     def verify_all(self, *, deep: bool = False) -> list[VerifyReport]:
         """Check every entry directory, including ones whose manifest is missing or broken."""
-        entries_dir = self.store.layout.entries_dir
-        keys = sorted(path.name for path in entries_dir.iterdir()) if entries_dir.is_dir() else []
-        return [verify_entry(self.store.layout, key, deep=deep) for key in keys]
+        return [verify_entry(self.store, key, deep=deep) for key in self.store.entry_keys()]
 
     # --- changing ---------------------------------------------------------------------------
 
@@ -274,7 +265,7 @@ class WeightCache:
         if pinned is not None:
             return pinned, "pinned"
         if src.offline_first and not refresh:
-            ref = read_ref(self.store.layout, src.uri)
+            ref = self.store.read_ref(src.uri)
             if ref is not None:
                 return ref.version, "ref"
         return src.resolve(), "source"
@@ -291,12 +282,12 @@ class WeightCache:
         """
         key = self._key(src, version)
         hold(self.store.use_lock_path(key))
-        manifest = load_manifest(self.store.layout, key)
+        manifest = self.store.load_manifest(key)
         if force:
             return None, manifest
         if manifest is None:
             self.store.refresh()  # another machine may have published it
-            manifest = load_manifest(self.store.layout, key)
+            manifest = self.store.load_manifest(key)
             if manifest is None:
                 self._refuse_newer(key)
                 return None, None
@@ -310,7 +301,7 @@ class WeightCache:
             return None, manifest
         report_problems = stat_problems(self.store.layout.files_dir(key), manifest)
         if not report_problems and deep:
-            report_problems = verify_entry(self.store.layout, key, deep=True).problems
+            report_problems = verify_entry(self.store, key, deep=True).problems
         if report_problems:
             logger.warning(
                 "entry %s is damaged (%s); fetching it again",
@@ -340,7 +331,7 @@ class WeightCache:
         key = self._key(src, version)
         self.store.prepare_for_writes()
         with self.store.populate_lock(key, timeout=self.lock_timeout) as lock:
-            current = load_manifest(self.store.layout, key)
+            current = self.store.load_manifest(key)
             if (
                 current is not None
                 and current != seen
@@ -353,7 +344,7 @@ class WeightCache:
         return self._entry(manifest, hit=False)
 
     def _remember(self, src: Source, entry: Entry) -> None:
-        ref = read_ref(self.store.layout, src.uri)
+        ref = self.store.read_ref(src.uri)
         if ref is not None and (ref.version, ref.key) == (entry.version, entry.key):
             return
         if self._write_ref(src, entry.version, entry.key):
@@ -361,7 +352,7 @@ class WeightCache:
 
     def _write_ref(self, src: Source, version: str, key: str) -> bool:
         try:
-            write_ref(self.store.layout, src.uri, version, key)
+            self.store.write_ref(src.uri, version, key)
         except OSError as exc:  # a read-only or full store still serves the entry; it just cannot remember it
             logger.info("not recording %s -> %s in %s: %s", src.uri, version, self.store.describe(), exc)
             return False
@@ -369,5 +360,5 @@ class WeightCache:
 
     def _entry(self, manifest: Manifest, *, hit: bool) -> Entry:
         return Entry(
-            key=manifest.key, path=self.store.layout.files_dir(manifest.key), manifest=manifest, hit=hit
+            key=manifest.key, path=self.store.files_path(manifest.key), manifest=manifest, hit=hit
         )

@@ -13,10 +13,9 @@ from pydantic import BaseModel
 
 from .constants import IO_THREADS
 from .errors import WeightCacheError
-from .manifest import load_manifest
 from .parallel import run_parallel
 from .providers.base import Store
-from .refs import Ref, all_refs
+from .refs import Ref
 from .registry import parse_source
 
 
@@ -38,7 +37,7 @@ def check_for_updates(store: Store, *, threads: int = IO_THREADS) -> list[Update
     with ``error`` set rather than stopping the others.
     """
     store.refresh()
-    refs = [ref for ref in all_refs(store.layout) if load_manifest(store.layout, ref.key) is not None]
+    refs = [ref for ref in store.all_refs() if store.load_manifest(ref.key) is not None]
     checks = run_parallel([partial(_check, ref) for ref in refs], threads=threads)
     return sorted((check for check in checks if check is not None), key=lambda check: check.source)
 

@@ -1,4 +1,9 @@
-"""Checking entries: the cheap stat check of the warm path, and the deep check that rehashes."""
+"""Checking entries: the cheap stat check of the warm path, and the deep check that rehashes.
+
+:func:`verify_entry` reads the store only through its read primitives (:class:`Store`), so it
+checks a local directory, a mounted Volume and a Volume seen from a laptop alike.
+:func:`stat_problems` is the warm path's own loop over a mounted directory.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,10 @@ from pydantic import BaseModel
 
 from .constants import IO_THREADS
 from .errors import ManifestError
-from .hashing import hash_file
-from .layout import StoreLayout
-from .manifest import FileRecord, Manifest, read_manifest
+from .hashing import StreamHasher
+from .manifest import FileRecord, Manifest
 from .parallel import run_parallel
+from .providers.base import FileStat, Store
 
 ProblemKind = Literal["manifest", "missing", "not-a-file", "size", "blake3", "sha256"]
 
@@ -42,7 +47,7 @@ class VerifyReport(BaseModel):
 
 
 def stat_problems(files_dir: Path, manifest: Manifest) -> list[Problem]:
-    """The warm-path check: every file present, a regular file, of the recorded size."""
+    """The warm-path check of a mounted entry: every file present, a regular file, of the recorded size."""
     base = os.fspath(files_dir) + os.sep
     stat_file, is_regular = os.stat, stat.S_ISREG  # local names: this loop runs per file on every hit
     problems = []
@@ -50,22 +55,37 @@ def stat_problems(files_dir: Path, manifest: Manifest) -> list[Problem]:
         try:
             info = stat_file(base + record.path)
         except OSError:
-            problems.append(Problem(path=record.path, kind="missing", detail="file is missing"))
+            problems.append(_problem(record, None))
             continue
         if info.st_size != record.size or not is_regular(info.st_mode):
-            problems.append(_stat_problem(record, info))
+            problems.append(_problem(record, FileStat(size=info.st_size, is_file=is_regular(info.st_mode))))
     return problems
 
 
-def _stat_problem(record: FileRecord, info: os.stat_result) -> Problem:
-    if not stat.S_ISREG(info.st_mode):
+def file_problems(store: Store, key: str, manifest: Manifest) -> list[Problem]:
+    """:func:`stat_problems` through the store's :meth:`~Store.stat_files` (one listing on a remote store)."""
+    found = store.stat_files(key, [record.path for record in manifest.files])
+    return [
+        _problem(record, info)
+        for record in manifest.files
+        if (info := found.get(record.path)) is None or not info.is_file or info.size != record.size
+    ]
+
+
+def _problem(record: FileRecord, info: FileStat | None) -> Problem:
+    if info is None:
+        return Problem(path=record.path, kind="missing", detail="file is missing")
+    if not info.is_file:
         return Problem(path=record.path, kind="not-a-file", detail="not a regular file")
-    return Problem(path=record.path, kind="size", detail=f"{info.st_size:,} bytes, expected {record.size:,}")
+    return Problem(path=record.path, kind="size", detail=f"{info.size:,} bytes, expected {record.size:,}")
 
 
-def hash_problems(files_dir: Path, record: FileRecord) -> list[Problem]:
-    """Rehash one file and compare with every hash its record holds."""
-    digests = hash_file(files_dir / record.path, sha256=record.sha256 is not None)
+def hash_problems(store: Store, key: str, record: FileRecord) -> list[Problem]:
+    """Rehash one file of entry ``key`` and compare with every hash its record holds."""
+    hasher = StreamHasher(sha256=record.sha256 is not None)
+    for chunk in store.open_file(key, record.path):
+        hasher.update(chunk)
+    digests = hasher.digests()
     problems = []
     if digests.blake3 != record.blake3:
         problems.append(
@@ -78,30 +98,29 @@ def hash_problems(files_dir: Path, record: FileRecord) -> list[Problem]:
     return problems
 
 
-def verify_entry(layout: StoreLayout, key: str, *, deep: bool) -> VerifyReport:
+def verify_entry(store: Store, key: str, *, deep: bool) -> VerifyReport:
     """Check entry ``key``: manifest and stat always; with ``deep``, rehash every file in parallel."""
     started = time.perf_counter()
     try:
-        manifest = read_manifest(layout.manifest_path(key))
+        manifest = store.read_manifest(key)
         if manifest.key != key:
             raise ManifestError(f"manifest names key {manifest.key!r}, not {key!r}")
     except (OSError, ManifestError) as exc:
-        problem = Problem(path=None, kind="manifest", detail=_manifest_problem(layout, key, exc))
+        problem = Problem(path=None, kind="manifest", detail=_manifest_problem(store, key, exc))
         return VerifyReport(
             key=key,
             ok=False,
             deep=deep,
             files_checked=0,
             bytes_checked=0,
-            seconds=time.perf_counter() - started,
+            seconds=round(time.perf_counter() - started, 4),
             problems=[problem],
         )
-    files_dir = layout.files_dir(key)
-    problems = stat_problems(files_dir, manifest)
+    problems = file_problems(store, key, manifest)
     if deep:
         unreadable = {problem.path for problem in problems}
         tasks = [
-            partial(hash_problems, files_dir, record)
+            partial(hash_problems, store, key, record)
             for record in manifest.files
             if record.path not in unreadable
         ]
@@ -117,9 +136,9 @@ def verify_entry(layout: StoreLayout, key: str, *, deep: bool) -> VerifyReport:
     )
 
 
-def _manifest_problem(layout: StoreLayout, key: str, exc: OSError | ManifestError) -> str:
+def _manifest_problem(store: Store, key: str, exc: OSError | ManifestError) -> str:
     """Why ``entries/<key>`` is not an entry, in words (not a bare ``[Errno 2]``)."""
-    if not layout.entry_dir(key).is_dir():
+    if not store.is_entry_dir(key):
         return "not an entry: a stray file, ignored by weightcache"
     if isinstance(exc, FileNotFoundError):
         return "not an entry: a directory without manifest.json, ignored by weightcache"

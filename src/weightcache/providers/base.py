@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import stat
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
 from ..errors import StoreNotWritableError
 from ..fsutil import not_writable_error, store_write_errors
+from ..hashing import iter_file_chunks
 from ..layout import StoreLayout
+from ..manifest import Manifest, load_manifest, read_manifest
+from ..refs import Ref, all_refs, read_ref, write_ref
 from ..staging import Staging
 
 
@@ -71,12 +77,22 @@ class PopulateLock(Protocol):
         """Raise if the lock was lost while held (another process took over a stale lease)."""
 
 
+@dataclass(frozen=True)
+class FileStat:
+    """What a store tells of one path: its size and whether it is a regular file."""
+
+    size: int
+    is_file: bool
+
+
 class Store(ABC):
     """Where entries are kept: a directory on a mounted filesystem, and how its writers coordinate.
 
     Subclasses for replicated filesystems (a Modal Volume) override :meth:`refresh` and
     :meth:`persist` to pull and push other writers' changes, and :meth:`populate_lock` to
-    coordinate across machines.
+    coordinate across machines. A store whose files are not a mounted directory (a Volume seen
+    from a laptop) overrides the read primitives below; verify, list, status and outdated use
+    only those, so they run unchanged over it.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -99,6 +115,67 @@ class Store(ABC):
 
     def persist(self) -> None:
         """Make what this process published visible to other writers (no-op by default)."""
+
+    # --- read primitives: POSIX reads of ``layout`` here, overridden by stores that are not mounted ---
+
+    def entry_keys(self) -> list[str]:
+        """Every name under ``entries/``, sorted: entries, incomplete ones and stray files alike."""
+        entries_dir = self.layout.entries_dir
+        return sorted(path.name for path in entries_dir.iterdir()) if entries_dir.is_dir() else []
+
+    def is_entry_dir(self, key: str) -> bool:
+        """Whether ``entries/<key>`` is a directory (else a stray file, or nothing)."""
+        return self.layout.entry_dir(key).is_dir()
+
+    def read_manifest(self, key: str) -> Manifest:
+        """Entry ``key``'s manifest; ``OSError`` (``FileNotFoundError``) or ``ManifestError`` if unusable."""
+        return read_manifest(self.layout.manifest_path(key))
+
+    def load_manifest(self, key: str) -> Manifest | None:
+        """Entry ``key``'s manifest if it is present, valid and names ``key``; else ``None``."""
+        return load_manifest(self.layout, key)
+
+    def manifests(self) -> Iterator[Manifest]:
+        """The manifest of every valid entry, in key order."""
+        for key in self.entry_keys():
+            manifest = self.load_manifest(key)
+            if manifest is not None:
+                yield manifest
+
+    def files_path(self, key: str) -> Path:
+        """Where entry ``key``'s files are, as an :class:`~weightcache.entry.Entry` shows them."""
+        return self.layout.files_dir(key)
+
+    def stat_files(self, key: str, paths: Sequence[str]) -> dict[str, FileStat | None]:
+        """Size and kind of each of entry ``key``'s ``paths`` (``None``: missing), in one batch."""
+        base = os.fspath(self.layout.files_dir(key)) + os.sep
+        found: dict[str, FileStat | None] = {}
+        for path in paths:
+            try:
+                info = os.stat(base + path)
+            except OSError:
+                found[path] = None
+                continue
+            found[path] = FileStat(size=info.st_size, is_file=stat.S_ISREG(info.st_mode))
+        return found
+
+    def open_file(self, key: str, path: str) -> Iterable[bytes | memoryview]:
+        """The content of entry ``key``'s file ``path``, in chunks (each valid until the next)."""
+        return iter_file_chunks(self.layout.files_dir(key) / path)
+
+    def read_ref(self, uri: str) -> Ref | None:
+        """The version ``uri`` resolved to last, and the entry holding it; ``None`` if none is recorded."""
+        return read_ref(self.layout, uri)
+
+    def write_ref(self, uri: str, version: str, key: str) -> None:
+        """Record that ``uri`` now resolves to ``version``, held by entry ``key``."""
+        write_ref(self.layout, uri, version, key)
+
+    def all_refs(self) -> list[Ref]:
+        """Every readable ref in the store."""
+        return all_refs(self.layout)
+
+    # --- writing ------------------------------------------------------------------------------
 
     def prepare_for_writes(self) -> None:
         """Create the store's directories, or raise :class:`StoreNotWritableError`."""
