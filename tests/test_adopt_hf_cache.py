@@ -183,14 +183,14 @@ def test_cli_modal_volume_uploads_the_adopted_entries(
     cli, hub: FakeHub, hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from weightcache import remote_volume
-    from weightcache.remote_volume import VolumeEntries
+    from weightcache.remote_volume import RemoteVolumeStore
     from weightcache.testing import FakeModalVolume
 
     volume = FakeModalVolume(tmp_path / "volume", name="weights")
     monkeypatch.setattr(remote_volume, "open_volume", lambda name, create=False: volume)
     result = cli("adopt-hf-cache", hf_cache, "--store", tmp_path / "laptop", "--modal-volume", "weights")
     assert result.exit_code == 0, result.output
-    [entry] = VolumeEntries(volume, "weights").list()
+    [entry] = WeightCache(RemoteVolumeStore(volume, "weights")).list()
     assert entry.version == snapshot(hf_cache).name
 
 

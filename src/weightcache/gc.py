@@ -22,10 +22,10 @@ from .fsutil import remove_tree, tree_size, unique_suffix
 from .hf_cache_view import drop_views
 from .inuse import exclusive
 from .layout import StoreLayout, check_contained, is_valid_key
-from .manifest import Manifest, load_manifest, newer_schema
+from .manifest import Manifest, newer_schema
 from .populate import leftover_key, leftovers
 from .providers.base import Store
-from .refs import all_refs, drop_refs_to
+from .refs import drop_refs_to
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,8 @@ def collect_garbage(store: Store, *, keep: int, dry_run: bool) -> GcReport:
         )
     layout = store.layout
     check_contained(layout, "gc")
-    candidates, by_source = _scan_entries(layout, adopt=not dry_run)
-    referenced = {ref.key for ref in all_refs(layout)}
+    candidates, by_source = _scan_entries(store, adopt=not dry_run)
+    referenced = {ref.key for ref in store.all_refs()}
     for manifests in by_source.values():
         manifests.sort(key=lambda manifest: manifest.created_at, reverse=True)
         for manifest in manifests[keep:]:
@@ -96,16 +96,14 @@ def collect_garbage(store: Store, *, keep: int, dry_run: bool) -> GcReport:
 
 
 def _scan_entries(
-    layout: StoreLayout, *, adopt: bool
+    store: Store, *, adopt: bool
 ) -> tuple[list[tuple[Removal, Path]], dict[str, list[Manifest]]]:
     """Incomplete entries and leftovers that are provably the store's, and the valid entries by source.
 
     ``adopt`` marks a store from before the marker (see :func:`is_store`); a dry run writes nothing.
     """
-    found = [
-        (entry_dir, load_manifest(layout, entry_dir.name))
-        for entry_dir in (sorted(layout.entries_dir.iterdir()) if layout.entries_dir.is_dir() else [])
-    ]
+    layout = store.layout
+    found = [(layout.entry_dir(key), store.load_manifest(key)) for key in store.entry_keys()]
     by_source: dict[str, list[Manifest]] = defaultdict(list)
     for _entry_dir, manifest in found:
         if manifest is not None:
@@ -179,7 +177,7 @@ def remove_entry_dir(store: Store, key: str, path: Path, *, force: bool = False)
 
 def _completed_meanwhile(store: Store, key: str, reason: RemovalReason) -> bool:
     # A repair may have published a valid entry between the scan and taking the lock.
-    return reason == "incomplete" and load_manifest(store.layout, key) is not None
+    return reason == "incomplete" and store.load_manifest(key) is not None
 
 
 def _remove_unlocked(store: Store, key: str, path: Path, reason: RemovalReason) -> bool:

@@ -1,7 +1,9 @@
-"""A Modal Volume seen from outside Modal (a laptop, CI): list, verify, push and pull entries.
+"""A Modal Volume seen from outside Modal (a laptop, CI): a read-only :class:`Store`, push and pull.
 
-Only the calls ``modal.Volume`` offers outside a container are used: ``listdir``,
-``read_file``, ``batch_upload`` and ``remove_file``. The store's layout sits at the Volume's
+:class:`RemoteVolumeStore` implements the store's read primitives over the Volume, so
+``WeightCache(RemoteVolumeStore(...))`` lists, verifies and reports status exactly as over a
+local directory. Only the calls ``modal.Volume`` offers outside a container are used:
+``listdir``, ``read_file``, ``batch_upload`` and ``remove_file``. The store's layout sits at the Volume's
 root, as :class:`~weightcache.providers.modal_volume.ModalVolumeStore` writes it when the
 Volume is mounted at the store's path. What is read is the Volume's committed state: a
 container that started earlier, or has not committed, may see something else.
@@ -10,30 +12,31 @@ container that started earlier, or has not committed, may see something else.
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from .cache import WeightCache
-from .constants import IO_THREADS, MAX_MANIFEST_BYTES
+from .constants import MAX_MANIFEST_BYTES
 from .entry import Entry
-from .errors import EntryNotFoundError, IntegrityError, ManifestError, StoreError, WeightCacheError
-from .hashing import StreamHasher
-from .layout import StoreLayout
-from .manifest import FileRecord, Manifest, parse_manifest
-from .parallel import run_parallel
+from .errors import (
+    EntryNotFoundError,
+    IntegrityError,
+    ManifestError,
+    StoreError,
+    StoreNotWritableError,
+    WeightCacheError,
+)
+from .manifest import Manifest, parse_manifest
 from .progress import ProgressCallback
-from .refs import all_refs
+from .providers.base import FileStat, PopulateLock, Store
+from .refs import Ref
 from .transfer import ManifestSource
-from .verify import Problem, VerifyReport
+from .verify import verify_entry
 
-#: The store's layout as the Volume names paths (relative to its root, no leading slash).
-_LAYOUT = StoreLayout(Path("/"))
 _FILE, _DIRECTORY = 1, 2  # modal.volume.FileEntryType.FILE and .DIRECTORY
 
 
@@ -102,164 +105,175 @@ class PushReport(BaseModel):
     refs: list[str]
 
 
-class VolumeEntries:
-    """The weightcache entries on the Modal Volume ``volume`` (called ``name`` in messages)."""
+class RemoteVolumeStore(Store):
+    """The weightcache store at the root of Modal Volume ``volume`` (called ``name`` in messages), read-only.
+
+    Reads are of the Volume's committed state, fresh on every call, so :meth:`refresh` has
+    nothing to do. Writing goes through :func:`push`; populating and removing belong to the
+    containers that mount the Volume (:class:`~weightcache.providers.modal_volume.ModalVolumeStore`),
+    which hold the leases a laptop cannot take, so those raise :class:`StoreNotWritableError`.
+    """
 
     def __init__(self, volume: RemoteVolume, name: str) -> None:
-        self._volume = volume
+        super().__init__("/")  # paths of the layout, relative to the Volume's root: see _path
+        self.volume = volume
         self.name = name
 
+    def describe(self) -> str:
+        """``Modal Volume 'name'``."""
+        return f"Modal Volume {self.name!r}"
+
     def entry_keys(self) -> list[str]:
-        """Keys of every entry directory, complete or not."""
-        if "entries" not in {item.path for item in self._volume.listdir("/")}:
-            return []
-        listing = self._volume.listdir(_path(_LAYOUT.entries_dir))
-        return sorted(PurePosixPath(item.path).name for item in listing if item.type == _DIRECTORY)
+        """Every name under ``entries/`` on the Volume, sorted."""
+        return sorted(PurePosixPath(item.path).name for item in self._listdir(self.layout.entries_dir))
+
+    def is_entry_dir(self, key: str) -> bool:
+        """Whether ``entries/<key>`` is a directory on the Volume."""
+        entry = _path(self.layout.entry_dir(key))
+        return any(
+            item.path == entry and item.type == _DIRECTORY for item in self._listdir(self.layout.entries_dir)
+        )
 
     def read_manifest(self, key: str) -> Manifest:
-        """The manifest of entry ``key``; :class:`FileNotFoundError` or :class:`ManifestError` if unusable."""
-        where = f"{_path(_LAYOUT.manifest_path(key))} on Modal Volume {self.name!r}"
-        data = bytearray()
-        for chunk in self._volume.read_file(_path(_LAYOUT.manifest_path(key))):
-            data += chunk
-            if len(data) > MAX_MANIFEST_BYTES:
-                raise ManifestError(f"manifest {where} is larger than {MAX_MANIFEST_BYTES:,} bytes")
-        manifest = parse_manifest(bytes(data), where=where)
+        """Entry ``key``'s manifest; :class:`FileNotFoundError` or :class:`ManifestError` if unusable."""
+        where = f"{_path(self.layout.manifest_path(key))} on {self.describe()}"
+        manifest = parse_manifest(self._read_small(self.layout.manifest_path(key), where), where=where)
         if manifest.key != key:
             raise ManifestError(f"manifest {where} names key {manifest.key!r}, not {key!r}")
         return manifest
 
-    def list(self) -> list[Entry]:
-        """Every valid entry, grouped by source, newest first (as ``WeightCache.list``)."""
-        manifests = []
-        for key in self.entry_keys():
-            with contextlib.suppress(FileNotFoundError, ManifestError):
-                manifests.append(self.read_manifest(key))
-        manifests.sort(key=lambda manifest: (manifest.source, -manifest.created_at.timestamp()))
-        return [
-            Entry(key=m.key, path=Path(_path(_LAYOUT.files_dir(m.key))), manifest=m, hit=True)
-            for m in manifests
-        ]
-
-    def verify(self, key: str, *, deep: bool) -> VerifyReport:
-        """Check entry ``key``: manifest and sizes from a listing; ``deep`` downloads and rehashes."""
-        started = time.perf_counter()
+    def load_manifest(self, key: str) -> Manifest | None:
+        """Entry ``key``'s manifest if it is present and valid, else ``None``."""
         try:
-            manifest = self.read_manifest(key)
-        except (FileNotFoundError, ManifestError) as exc:
-            detail = str(exc) if isinstance(exc, ManifestError) else "manifest.json is missing"
-            return _report(key, deep, started, None, [Problem(path=None, kind="manifest", detail=detail)])
-        problems = self._listing_problems(manifest)
-        if deep:
-            damaged = {problem.path for problem in problems}
-            tasks = [partial(self._hash_problems, key, r) for r in manifest.files if r.path not in damaged]
-            problems += [problem for found in run_parallel(tasks, threads=IO_THREADS) for problem in found]
-        return _report(key, deep, started, manifest, problems)
+            return self.read_manifest(key)
+        except (FileNotFoundError, ManifestError):
+            return None
 
-    def verify_all(self, *, deep: bool) -> list[VerifyReport]:
-        """Check every entry directory, including ones whose manifest is missing or broken."""
-        return [self.verify(key, deep=deep) for key in self.entry_keys()]
+    def files_path(self, key: str) -> Path:
+        """Where the entry's files are, relative to the Volume's root (``entries/<key>/files``)."""
+        return Path(_path(self.layout.files_dir(key)))
 
-    def pull(self, cache: WeightCache, key: str, *, progress: ProgressCallback | None = None) -> Entry:
-        """Copy entry ``key`` into ``cache``'s store, every file checked against its manifest."""
+    def stat_files(self, key: str, paths: Sequence[str]) -> dict[str, FileStat | None]:
+        """Sizes from one recursive listing of the entry's directory."""
+        listing = {item.path: item for item in self._listdir(self.layout.entry_dir(key), recursive=True)}
+        files_dir = _path(self.layout.files_dir(key))
+        found: dict[str, FileStat | None] = {}
+        for path in paths:
+            item = listing.get(f"{files_dir}/{path}")
+            found[path] = None if item is None else FileStat(size=item.size, is_file=item.type == _FILE)
+        return found
+
+    def open_file(self, key: str, path: str) -> Iterable[bytes]:
+        """The file's committed content, streamed from Modal."""
+        location = f"{_path(self.layout.files_dir(key))}/{path}"
         try:
-            manifest = self.read_manifest(key)
-        except FileNotFoundError:
-            raise EntryNotFoundError(
-                f"no entry {key} on Modal Volume {self.name!r}; "
-                f"see `weightcache ls --modal-volume {self.name}`"
-            ) from None
-        origin = f"Modal Volume {self.name!r}"
-        files = lambda: ((r.path, self._read(key, r)) for r in manifest.files)  # noqa: E731
-        return cache.ensure(ManifestSource(manifest, files, origin=origin), progress=progress)
-
-    def push(self, layout: StoreLayout, entry: Entry) -> PushReport:
-        """Upload a local entry (files, then its refs and manifest) unless the Volume holds it intact.
-
-        Refs that point at the entry go along, so containers resolve its source offline.
-        """
-        refs = [ref for ref in all_refs(layout) if ref.key == entry.key]
-        report = PushReport(
-            key=entry.key,
-            volume=self.name,
-            files=len(entry.manifest.files),
-            bytes=entry.total_bytes,
-            already_present=False,
-            refs=[ref.uri for ref in refs],
-        )
-        keys = self.entry_keys()
-        if entry.key in keys:
-            with contextlib.suppress(FileNotFoundError, ManifestError):
-                if not self._listing_problems(self.read_manifest(entry.key)):
-                    return report.model_copy(update={"already_present": True})
-            self._volume.remove_file(_path(_LAYOUT.entry_dir(entry.key)), recursive=True)
-        with self._volume.batch_upload(force=True) as batch:
-            for record in entry.manifest.files:
-                batch.put_file(entry.path / record.path, _file_path(entry.key, record))
-        # A second batch, so the manifest lands only once every file has.
-        with self._volume.batch_upload(force=True) as batch:
-            for ref in refs:
-                batch.put_file(layout.ref_path(ref.uri), _path(_LAYOUT.ref_path(ref.uri)))
-            batch.put_file(layout.manifest_path(entry.key), _path(_LAYOUT.manifest_path(entry.key)))
-        return report
-
-    def _listing_problems(self, manifest: Manifest) -> list[Problem]:
-        listing = self._volume.listdir(_path(_LAYOUT.entry_dir(manifest.key)), recursive=True)
-        found = {item.path: item for item in listing}
-        problems = []
-        for record in manifest.files:
-            item = found.get(_file_path(manifest.key, record))
-            if item is None:
-                problems.append(Problem(path=record.path, kind="missing", detail="file is missing"))
-            elif item.type != _FILE:
-                problems.append(Problem(path=record.path, kind="not-a-file", detail="not a regular file"))
-            elif item.size != record.size:
-                detail = f"{item.size:,} bytes, expected {record.size:,}"
-                problems.append(Problem(path=record.path, kind="size", detail=detail))
-        return problems
-
-    def _hash_problems(self, key: str, record: FileRecord) -> list[Problem]:
-        hasher = StreamHasher(sha256=record.sha256 is not None)
-        for chunk in self._read(key, record):
-            hasher.update(chunk)
-        digests = hasher.digests()
-        problems = []
-        if digests.blake3 != record.blake3:
-            detail = "content differs from the manifest (blake3)"
-            problems.append(Problem(path=record.path, kind="blake3", detail=detail))
-        if record.sha256 is not None and digests.sha256 != record.sha256:
-            detail = "content differs from the source's sha256"
-            problems.append(Problem(path=record.path, kind="sha256", detail=detail))
-        return problems
-
-    def _read(self, key: str, record: FileRecord) -> Iterable[bytes]:
-        path = _file_path(key, record)
-        try:
-            yield from self._volume.read_file(path)
+            yield from self.volume.read_file(location)
         except FileNotFoundError:
             raise IntegrityError(
-                f"Modal Volume {self.name!r} lacks {path}, which its manifest lists; "
-                "nothing was copied, so check the entry with `weightcache verify --modal-volume`"
+                f"{self.describe()} lacks {location}, which its manifest lists; "
+                f"check the entry with `weightcache verify --modal-volume {self.name}`"
             ) from None
+
+    def read_ref(self, uri: str) -> Ref | None:
+        """The ref recorded on the Volume for ``uri``, or ``None``."""
+        with contextlib.suppress(FileNotFoundError, ManifestError, ValidationError, ValueError):
+            ref = Ref.model_validate_json(self._read_small(self.layout.ref_path(uri), uri))
+            if ref.uri == uri:
+                return ref
+        return None
+
+    def all_refs(self) -> list[Ref]:
+        """Every readable ref on the Volume."""
+        refs = []
+        for item in self._listdir(self.layout.refs_dir):
+            if item.type == _FILE and item.path.endswith(".json"):
+                with contextlib.suppress(FileNotFoundError, ManifestError, ValidationError, ValueError):
+                    refs.append(Ref.model_validate_json(self._read_small(Path("/", item.path), item.path)))
+        return refs
+
+    def write_ref(self, uri: str, version: str, key: str) -> NoReturn:
+        """Refused: refs reach the Volume with :func:`push`."""
+        self._refuse("record a ref")
+
+    def prepare_for_writes(self) -> NoReturn:
+        """Refused: entries reach the Volume with :func:`push`, or from a container that mounts it."""
+        self._refuse("populate an entry")
+
+    def populate_lock(self, key: str, *, timeout: float | None) -> AbstractContextManager[PopulateLock]:
+        """Refused: the populate lease is held by containers that mount the Volume."""
+        self._refuse("lock an entry")
+
+    def _refuse(self, action: str) -> NoReturn:
+        raise StoreNotWritableError(
+            f"cannot {action} on {self.describe()} from outside Modal; push entries with "
+            f"`weightcache push SOURCE --modal-volume {self.name}`, or use ModalVolumeStore in a container"
+        )
+
+    def _listdir(self, directory: Path, *, recursive: bool = False) -> list[Any]:
+        """What ``directory`` holds on the Volume; nothing if it is missing."""
+        from modal.exception import NotFoundError
+
+        try:
+            return self.volume.listdir(_path(directory), recursive=recursive)
+        except (NotFoundError, FileNotFoundError):
+            return []
+
+    def _read_small(self, path: Path, where: str) -> bytes:
+        """A manifest or ref, refusing one past :data:`MAX_MANIFEST_BYTES` (a Volume is not trusted)."""
+        data = bytearray()
+        for chunk in self.volume.read_file(_path(path)):
+            data += chunk
+            if len(data) > MAX_MANIFEST_BYTES:
+                raise ManifestError(f"{where} is larger than {MAX_MANIFEST_BYTES:,} bytes")
+        return bytes(data)
+
+
+def pull(
+    remote: RemoteVolumeStore, cache: WeightCache, key: str, *, progress: ProgressCallback | None = None
+) -> Entry:
+    """Copy entry ``key`` from the Volume into ``cache``'s store, every file checked against its manifest."""
+    try:
+        manifest = remote.read_manifest(key)
+    except FileNotFoundError:
+        raise EntryNotFoundError(
+            f"no entry {key} on {remote.describe()}; see `weightcache ls --modal-volume {remote.name}`"
+        ) from None
+    files = lambda: ((r.path, remote.open_file(key, r.path)) for r in manifest.files)  # noqa: E731
+    return cache.ensure(ManifestSource(manifest, files, origin=remote.describe()), progress=progress)
+
+
+def push(remote: RemoteVolumeStore, local: Store, entry: Entry) -> PushReport:
+    """Upload a ``local`` entry (files, then its refs and manifest) unless the Volume holds it intact.
+
+    Refs that point at the entry go along, so containers resolve its source offline.
+    """
+    refs = [ref for ref in local.all_refs() if ref.key == entry.key]
+    report = PushReport(
+        key=entry.key,
+        volume=remote.name,
+        files=len(entry.manifest.files),
+        bytes=entry.total_bytes,
+        already_present=False,
+        refs=[ref.uri for ref in refs],
+    )
+    if entry.key in remote.entry_keys():
+        if verify_entry(remote, entry.key, deep=False).ok:
+            return report.model_copy(update={"already_present": True})
+        remote.volume.remove_file(_path(remote.layout.entry_dir(entry.key)), recursive=True)
+    volume_layout, layout = remote.layout, local.layout
+    with remote.volume.batch_upload(force=True) as batch:
+        for record in entry.manifest.files:
+            batch.put_file(
+                entry.path / record.path, f"{_path(volume_layout.files_dir(entry.key))}/{record.path}"
+            )
+    # A second batch, so the manifest lands only once every file has.
+    with remote.volume.batch_upload(force=True) as batch:
+        for ref in refs:
+            batch.put_file(layout.ref_path(ref.uri), _path(volume_layout.ref_path(ref.uri)))
+        batch.put_file(layout.manifest_path(entry.key), _path(volume_layout.manifest_path(entry.key)))
+    return report
 
 
 def _path(path: Path) -> str:
+    """A layout path as the Volume names it: relative to its root, no leading slash."""
     return path.as_posix().lstrip("/")
-
-
-def _file_path(key: str, record: FileRecord) -> str:
-    return f"{_path(_LAYOUT.files_dir(key))}/{record.path}"
-
-
-def _report(
-    key: str, deep: bool, started: float, manifest: Manifest | None, problems: list[Problem]
-) -> VerifyReport:
-    return VerifyReport(
-        key=key,
-        ok=not problems,
-        deep=deep,
-        files_checked=len(manifest.files) if manifest else 0,
-        bytes_checked=manifest.total_bytes if manifest and deep else 0,
-        seconds=round(time.perf_counter() - started, 4),
-        problems=problems,
-    )

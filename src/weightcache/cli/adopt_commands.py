@@ -13,9 +13,8 @@ from .. import remote_volume
 from ..adopt import AdoptReport, adopt_hf_cache
 from ..entry import Entry
 from ..errors import StoreError
-from ..layout import StoreLayout
-from ..manifest import load_manifest
-from ..remote_volume import VolumeEntries, modal_errors
+from ..providers.base import Store
+from ..remote_volume import RemoteVolumeStore, modal_errors
 from .app import DebugOpt, JsonOpt, StoreOpt, command, open_cache
 from .progress import RichProgress
 from .render import human_bytes, print_json, stderr, stdout
@@ -55,7 +54,7 @@ def adopt_hf_cache_command(
     with RichProgress(stderr) as progress:
         report = adopt_hf_cache(cache.store, hf_cache, move=move, ask_hub=not offline, progress=progress)
     if modal_volume is not None:
-        _push(cache.store.layout, report, modal_volume)
+        _push(cache.store, report, modal_volume)
     if json:
         print_json(report)
     else:
@@ -66,15 +65,15 @@ def adopt_hf_cache_command(
         raise typer.Exit(1)
 
 
-def _push(layout: StoreLayout, report: AdoptReport, name: str) -> None:
+def _push(store: Store, report: AdoptReport, name: str) -> None:
     """Upload what was adopted locally to the Modal Volume ``name`` (files, then refs and manifest)."""
-    manifests = [load_manifest(layout, item.key) for item in report.revisions if item.key]
+    manifests = [store.load_manifest(item.key) for item in report.revisions if item.key]
     with modal_errors(name):
-        volume = VolumeEntries(remote_volume.open_volume(name, create=True), name)
+        remote = RemoteVolumeStore(remote_volume.open_volume(name, create=True), name)
         for manifest in filter(None, manifests):
-            entry = Entry(key=manifest.key, path=layout.files_dir(manifest.key), manifest=manifest, hit=True)
+            entry = Entry(key=manifest.key, path=store.files_path(manifest.key), manifest=manifest, hit=True)
             stderr.print(f"uploading {entry.key} to Modal Volume {escape(name)}", highlight=False)
-            volume.push(layout, entry)
+            remote_volume.push(remote, store, entry)
     if not any(manifests):
         raise StoreError(f"nothing was adopted, so nothing was uploaded to Modal Volume {name!r}")
 

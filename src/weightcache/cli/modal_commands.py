@@ -18,10 +18,11 @@ from rich.markup import escape
 
 from .. import remote_volume
 from ..archive import export_entry, export_to_path, import_archive, open_archive
+from ..cache import WeightCache
 from ..entry import Entry
 from ..errors import EntryNotFoundError
 from ..layout import is_valid_key
-from ..remote_volume import VolumeEntries, modal_errors
+from ..remote_volume import RemoteVolumeStore, modal_errors
 from ..verify import VerifyReport
 from .app import DebugOpt, JsonOpt, StoreOpt, command, open_cache
 from .progress import RichProgress
@@ -49,7 +50,7 @@ def push(
     size = human_bytes(entry.total_bytes)
     stderr.print(f"uploading {entry.key} ({size}) to Modal Volume {escape(modal_volume)}", highlight=False)
     with modal_errors(modal_volume):
-        report = _volume(modal_volume, create=True).push(cache.store.layout, entry)
+        report = remote_volume.push(_volume(modal_volume, create=True), cache.store, entry)
     if json:
         print_json(report)
     elif report.already_present:
@@ -73,7 +74,7 @@ def pull(
     """Copy entry KEY from a Modal Volume into the local store, every file checked against its manifest."""
     cache = open_cache(store)
     with modal_errors(modal_volume), RichProgress(stderr) as progress:
-        entry = _volume(modal_volume).pull(cache, key, progress=progress)
+        entry = remote_volume.pull(_volume(modal_volume), cache, key, progress=progress)
     _print_copied(entry, "pulled", json)
 
 
@@ -126,7 +127,7 @@ def import_command(
 def remote_entries(name: str) -> list[Entry]:
     """``ls --modal-volume NAME``: the valid entries on the Volume."""
     with modal_errors(name):
-        return _volume(name).list()
+        return WeightCache(_volume(name)).list()
 
 
 def remote_reports(name: str, key: str | None, *, deep: bool) -> list[VerifyReport]:
@@ -134,16 +135,16 @@ def remote_reports(name: str, key: str | None, *, deep: bool) -> list[VerifyRepo
     if key is not None and not is_valid_key(key):
         raise typer.BadParameter("with --modal-volume, give an entry key (see ls --modal-volume)")
     with modal_errors(name):
-        volume = _volume(name)
+        cache = WeightCache(_volume(name))
         if key is None:
-            return volume.verify_all(deep=deep)
-        if key not in volume.entry_keys():
+            return cache.verify_all(deep=deep)
+        if key not in cache.store.entry_keys():
             raise EntryNotFoundError(f"no entry {key} on Modal Volume {name!r}; see ls --modal-volume {name}")
-        return [volume.verify(key, deep=deep)]
+        return [cache.verify(key, deep=deep)]
 
 
-def _volume(name: str, *, create: bool = False) -> VolumeEntries:
-    return VolumeEntries(remote_volume.open_volume(name, create=create), name)
+def _volume(name: str, *, create: bool = False) -> RemoteVolumeStore:
+    return RemoteVolumeStore(remote_volume.open_volume(name, create=create), name)
 
 
 def _print_copied(entry: Entry, verb: str, json: bool) -> None:
