@@ -247,6 +247,7 @@ class WeightCache:
         overwrite: bool = False,
     ) -> os.PathLike[str]:
         """Link the entry's files into ``dest`` (see :func:`weightcache.linking.link_entry`)."""
+        self.store.require_mounted("link")
         return link_entry(entry, dest, mode=mode, whole=whole, overwrite=overwrite)
 
     # --- internals --------------------------------------------------------------------------

@@ -63,6 +63,7 @@ def collect_garbage(store: Store, *, keep: int, dry_run: bool) -> GcReport:
         raise InvalidArgumentError(
             "gc keeps at least one version per source (--keep 1 or more); use rm to remove one"
         )
+    store.require_mounted("gc")
     layout = store.layout
     check_contained(layout, "gc")
     candidates, by_source = _scan_entries(store, adopt=not dry_run)

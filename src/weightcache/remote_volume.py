@@ -114,6 +114,8 @@ class RemoteVolumeStore(Store):
     which hold the leases a laptop cannot take, so those raise :class:`StoreNotWritableError`.
     """
 
+    mounted = False  # files are read over Modal's API: gc and link run in a container that mounts it
+
     def __init__(self, volume: RemoteVolume, name: str) -> None:
         super().__init__("/")  # paths of the layout, relative to the Volume's root: see _path
         self.volume = volume

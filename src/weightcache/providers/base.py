@@ -95,6 +95,10 @@ class Store(ABC):
     only those, so they run unchanged over it.
     """
 
+    #: Whether the layout's paths are files this machine can open (a mounted directory). gc and
+    #: link need that: gc removes only under the populate lock, link points at the files.
+    mounted: ClassVar[bool] = True
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         path = Path(root).expanduser().absolute()
         if path.exists() and not path.is_dir():
@@ -192,6 +196,14 @@ class Store(ABC):
     def use_lock_path(self, key: str) -> Path:
         """The file whose shared locks mark entry ``key`` in use (see :mod:`weightcache.inuse`)."""
         return self.layout.locks_dir / f"{key}.use"
+
+    def require_mounted(self, action: str) -> None:
+        """Raise :class:`StoreNotWritableError` if ``action`` needs a mounted store and this one is not."""
+        if not self.mounted:
+            raise StoreNotWritableError(
+                f"{action} needs the store's files on this machine, and {self.describe()} is seen remotely; "
+                "run it where the store is mounted"
+            )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()!r})"
