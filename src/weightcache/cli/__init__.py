@@ -1,13 +1,28 @@
-"""The ``weightcache`` command line (typer + rich)."""
+"""The ``weightcache`` command line (typer + rich): every command, registered from one list."""
 
-from . import (
-    adopt_commands,  # noqa: F401  (registers adopt-hf-cache)
-    commands,  # noqa: F401  (registers the core commands)
-    modal_commands,  # noqa: F401  (registers push, pull, export, import)
-    prefetch_commands,  # noqa: F401  (registers prefetch)
-    selftest_command,  # noqa: F401  (registers selftest)
-    source_commands,  # noqa: F401  (registers outdated)
-)
+from . import adopt_commands, commands, modal_commands, prefetch_commands, selftest_command, source_commands
 from .app import app, main
 
-__all__ = ["app", "main"]
+#: Every command, by name, in the order ``weightcache --help`` lists them.
+COMMANDS = [
+    ("ensure", commands.ensure),
+    ("ls", commands.list_entries),
+    ("status", commands.status),
+    ("verify", commands.verify),
+    ("rm", commands.remove),
+    ("gc", commands.gc),
+    ("outdated", source_commands.outdated),
+    ("prefetch", prefetch_commands.prefetch),
+    ("push", modal_commands.push),
+    ("pull", modal_commands.pull),
+    ("export", modal_commands.export_command),
+    ("import", modal_commands.import_command),
+    ("adopt-hf-cache", adopt_commands.adopt_hf_cache_command),
+    ("selftest", selftest_command.selftest),
+    ("demo", commands.demo),
+]
+
+for _name, _function in COMMANDS:
+    app.command(_name)(_function)
+
+__all__ = ["COMMANDS", "app", "main"]

@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .. import remote_volume
-from ..adopt import AdoptReport, adopt_hf_cache
 from ..entry import Entry
 from ..errors import StoreError
-from ..providers.base import Store
-from ..remote_volume import RemoteVolumeStore, modal_errors
-from .app import DebugOpt, JsonOpt, StoreOpt, command, open_cache
+from .app import command, open_cache, options
 from .progress import RichProgress
 from .render import human_bytes, print_json, stderr, stdout
+
+if TYPE_CHECKING:
+    from ..adopt import AdoptReport
+    from ..providers.base import Store
 
 _STYLES = {"adopted": "green", "incomplete": "yellow", "skipped": "red"}
 
 
-@command("adopt-hf-cache")
+@command
 def adopt_hf_cache_command(
     hf_cache: Annotated[
         Path, typer.Argument(help="The Hugging Face cache: the 'hub' directory (HF_HUB_CACHE, $HF_HOME/hub).")
     ],
-    store: StoreOpt = None,
     modal_volume: Annotated[
         str | None,
         typer.Option(
@@ -41,8 +40,6 @@ def adopt_hf_cache_command(
     offline: Annotated[
         bool, typer.Option("--offline", help="Never ask the Hub which files a commit has.")
     ] = False,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Make every revision in a Hugging Face cache an entry, verified byte by byte, with no download.
 
@@ -50,12 +47,14 @@ def adopt_hf_cache_command(
     """
     if not hf_cache.is_dir():
         raise typer.BadParameter(f"{hf_cache} is not a directory", param_hint="HF_CACHE")
-    cache = open_cache(store)
+    from ..adopt import adopt_hf_cache
+
+    cache = open_cache()
     with RichProgress(stderr) as progress:
         report = adopt_hf_cache(cache.store, hf_cache, move=move, ask_hub=not offline, progress=progress)
     if modal_volume is not None:
         _push(cache.store, report, modal_volume)
-    if json:
+    if options().json:
         print_json(report)
     else:
         stdout.print(_table(report))
@@ -67,9 +66,11 @@ def adopt_hf_cache_command(
 
 def _push(store: Store, report: AdoptReport, name: str) -> None:
     """Upload what was adopted locally to the Modal Volume ``name`` (files, then refs and manifest)."""
+    from .. import remote_volume
+
     manifests = [store.load_manifest(item.key) for item in report.revisions if item.key]
-    with modal_errors(name):
-        remote = RemoteVolumeStore(remote_volume.open_volume(name, create=True), name)
+    with remote_volume.modal_errors(name):
+        remote = remote_volume.RemoteVolumeStore(remote_volume.open_volume(name, create=True), name)
         for manifest in filter(None, manifests):
             entry = Entry(key=manifest.key, path=store.files_path(manifest.key), manifest=manifest, hit=True)
             stderr.print(f"uploading {entry.key} to Modal Volume {escape(name)}", highlight=False)

@@ -1,17 +1,24 @@
-"""The ``weightcache`` Typer app, its shared options, and the error handling every command gets.
+"""The ``weightcache`` Typer app, its global options, and the error handling every command gets.
 
 Exit codes: 0 success; 1 failure (an error, or a verify that found damage); 2 bad usage;
 130 interrupted. Errors are one line on stderr; ``--debug`` adds the traceback. ``--json`` prints
 exactly one JSON document on stdout whatever happens: the result, or ``{"error": {"type": ...,
-"message": ...}}``. Commands live in their own modules (``commands.py`` for the core) and register
-themselves with :func:`command`.
+"message": ...}}``.
+
+``--store``, ``--json`` and ``--debug`` are global options, taken by the app's callback and read
+by commands through :func:`options`. They may also follow the command (``weightcache ls --store
+X``): :class:`_CliGroup` moves them in front of it before parsing. Commands live in their own
+modules and are wrapped by :func:`command`; ``weightcache.cli`` registers them from one list.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -31,25 +38,64 @@ from .render import print_error_json, stderr
 UsageError: type[Exception] = typer.BadParameter.__mro__[1]
 
 
-class _JsonErrorsGroup(TyperGroup):
-    """The command group: under ``--json``, bad usage also prints the JSON error document."""
+#: The global options, each with whether it takes a value.
+_GLOBAL_OPTIONS = {"--store": True, "--json": False, "--debug": False}
+
+
+def _globals_first(args: list[str]) -> list[str]:
+    """``args`` with the global options moved in front of the command, so they may follow it too.
+
+    Nothing after ``--`` moves: there every word is an argument.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    words = iter(args)
+    for word in words:
+        if word == "--":
+            rest += [word, *words]
+            break
+        name = word.split("=", 1)[0]
+        if name not in _GLOBAL_OPTIONS:
+            rest.append(word)
+        elif _GLOBAL_OPTIONS[name] and "=" not in word:
+            value = next(words, None)
+            if value is None:
+                raise UsageError(f"Option '{name}' requires an argument.")
+            front += [word, value]
+        else:
+            front.append(word)
+    return front + rest
+
+
+class _CliGroup(TyperGroup):
+    """The command group: global options anywhere, and under ``--json`` bad usage as a JSON document."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Parse the global options wherever they stand; print bad usage as JSON under ``--json``."""
+        ctx.meta["weightcache.json"] = "--json" in args[: args.index("--") if "--" in args else len(args)]
+        with _usage_as_json(ctx):
+            return super().parse_args(ctx, _globals_first(args))  # type: ignore[no-any-return]
 
     def invoke(self, ctx: Any) -> Any:
         """Run the command; on bad usage with ``--json``, print the JSON error, then click's message."""
-        # The command's arguments, not parsed yet (click < 8.2 calls the first part protected_args).
-        protected = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
-        wants_json = "--json" in [*protected, *ctx.args]
-        try:
+        with _usage_as_json(ctx):
             return super().invoke(ctx)
-        except UsageError as exc:
-            if wants_json:
-                print_error_json("UsageError", exc.format_message())  # type: ignore[attr-defined]
-            raise
+
+
+@contextlib.contextmanager
+def _usage_as_json(ctx: Any) -> Iterator[None]:
+    """Print click's usage error as the JSON error document too when ``--json`` was given."""
+    try:
+        yield
+    except UsageError as exc:
+        if ctx.meta.get("weightcache.json"):
+            print_error_json("UsageError", exc.format_message())  # type: ignore[attr-defined]
+        raise
 
 
 app = typer.Typer(
     name="weightcache",
-    cls=_JsonErrorsGroup,
+    cls=_CliGroup,
     help="Cache ML model weights on a persistent volume: fetched once, verified, crash-safe.",
     no_args_is_help=True,
     add_completion=False,
@@ -66,6 +112,17 @@ StoreOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
+
+
+@dataclass(frozen=True)
+class CliOptions:
+    """The global options of one CLI run."""
+
+    store: Path | None = None
+    json: bool = False
+    debug: bool = False
+
+
 ModalVolumeOpt = Annotated[
     str | None, typer.Option("--modal-volume", help="Work on this Modal Volume, not the local store.")
 ]
@@ -79,14 +136,32 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+#: Set by the app's callback before each command runs (a click context would do, but typer may
+#: vendor its own click, whose current context the ``click`` package cannot see).
+_options: ContextVar[CliOptions] = ContextVar("weightcache_cli_options", default=CliOptions())  # noqa: B039  (frozen)
+
+
 @app.callback()
 def _app_options(
+    store: StoreOpt = None,
+    json: JsonOpt = False,
+    debug: DebugOpt = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
-    """Cache ML model weights on a persistent volume: fetched once, verified, crash-safe."""
+    """Cache ML model weights on a persistent volume: fetched once, verified, crash-safe.
+
+    --store, --json and --debug may also follow the command.
+    """
+    _options.set(CliOptions(store=store, json=json, debug=debug))
+    _configure_logging(debug)
+
+
+def options() -> CliOptions:
+    """The global options of the running command (defaults outside a CLI run)."""
+    return _options.get()
 
 
 class _SafeFormatter(logging.Formatter):
@@ -103,48 +178,46 @@ def _configure_logging(debug: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
 
 
-def command(name: str | None = None) -> Callable[[F], F]:
-    """Register a CLI command whose errors become one line on stderr (and a JSON document under --json)."""
+def command(function: F) -> F:
+    """Wrap a CLI command so its errors become one line on stderr (and a JSON document under --json).
 
-    def decorate(function: F) -> F:
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            debug, json = bool(kwargs.get("debug")), bool(kwargs.get("json"))
-            _configure_logging(debug)
-            try:
-                return function(*args, **kwargs)
-            except (typer.Exit, typer.Abort, UsageError):
-                raise  # outcomes already printed, or bad usage (reported by the group)
-            except WeightCacheError as exc:
-                if json:
-                    print_error_json(type(exc).__name__, str(exc))
-                if debug:
-                    raise
-                stderr.print(f"[red]error:[/] {escape(safe_display(str(exc)))}", highlight=False)
-                raise typer.Exit(1) from None
-            except KeyboardInterrupt:
-                if json:
-                    print_error_json("Interrupted", "interrupted")
-                stderr.print("interrupted")
-                raise typer.Exit(130) from None
-            except Exception as exc:  # a bug: the traceback follows on stderr, but stdout stays one document
-                if json:
-                    print_error_json(type(exc).__name__, str(exc))
+    It registers nothing: ``weightcache.cli`` lists the commands.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug, json = options().debug, options().json
+        try:
+            return function(*args, **kwargs)
+        except (typer.Exit, typer.Abort, UsageError):
+            raise  # outcomes already printed, or bad usage (reported by the group)
+        except WeightCacheError as exc:
+            if json:
+                print_error_json(type(exc).__name__, str(exc))
+            if debug:
                 raise
+            stderr.print(f"[red]error:[/] {escape(safe_display(str(exc)))}", highlight=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            if json:
+                print_error_json("Interrupted", "interrupted")
+            stderr.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # a bug: the traceback follows on stderr, but stdout stays one document
+            if json:
+                print_error_json(type(exc).__name__, str(exc))
+            raise
 
-        app.command(name)(wrapper)
-        return function
-
-    return decorate
+    return wrapper  # type: ignore[return-value]
 
 
-def open_cache(store: Path | None, *, must_exist: bool = False) -> WeightCache:
+def open_cache(*, must_exist: bool = False) -> WeightCache:
     """The cache a command works on (``--store``, else the default store).
 
     ``must_exist`` is for the commands that only read or remove: for them a store directory that is
     not there is a mistyped path, reported as such, and nothing is created.
     """
-    cache = WeightCache(store)
+    cache = WeightCache(options().store)
     root = cache.store.layout.root
     if must_exist and not root.is_dir():
         problem = "is not a directory" if root.exists() else "does not exist"

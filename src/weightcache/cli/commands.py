@@ -15,7 +15,7 @@ from ..cache import WeightCache
 from ..errors import EntryNotFoundError
 from ..layout import is_valid_key
 from ..verify import VerifyReport
-from .app import DebugOpt, JsonOpt, ModalVolumeOpt, StoreOpt, command, open_cache
+from .app import ModalVolumeOpt, command, open_cache, options
 from .listing import print_entries
 from .progress import RichProgress
 from .render import (
@@ -40,12 +40,11 @@ class LinkModeChoice(str, Enum):
     copy = "copy"
 
 
-@command()
+@command
 def ensure(
     source: Annotated[
         str, typer.Argument(help="dir:///abs/path, hf://org/name[@rev], https://..., or a local path.")
     ],
-    store: StoreOpt = None,
     link: Annotated[Path | None, typer.Option("--link", help="Link the files into this directory.")] = None,
     mode: Annotated[LinkModeChoice, typer.Option("--mode", help="How to link.")] = LinkModeChoice.symlink,
     whole: Annotated[
@@ -67,11 +66,9 @@ def ensure(
             "--hf-cache", help="Also lay an hf:// entry out here as a Hugging Face cache (HF_HUB_CACHE)."
         ),
     ] = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Make SOURCE available in the store (fetch it on a miss) and print where it is."""
-    cache = open_cache(store)
+    cache = open_cache()
     started = time.perf_counter()
     with RichProgress(stderr) as progress:
         entry = cache.ensure(
@@ -80,7 +77,7 @@ def ensure(
     if link is not None:
         cache.link(entry, link, mode=mode.value, whole=whole, overwrite=overwrite)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
-    if json:
+    if options().json:
         print_json(
             {
                 **EntryInfo.of(entry).model_dump(),
@@ -102,12 +99,9 @@ def ensure(
         stdout.print(f"Hugging Face cache view in {show(str(hf_cache))}", highlight=False)
 
 
-@command("ls")
+@command
 def list_entries(
-    store: StoreOpt = None,
     modal_volume: ModalVolumeOpt = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """List the entries in the store (or on a Modal Volume)."""
     if modal_volume:
@@ -115,8 +109,8 @@ def list_entries(
 
         entries = remote_entries(modal_volume)
     else:
-        entries = open_cache(store, must_exist=True).list()
-    if json:
+        entries = open_cache(must_exist=True).list()
+    if options().json:
         print_json([EntryInfo.of(entry) for entry in entries])
     elif entries:
         print_entries(stdout, entries)
@@ -124,16 +118,13 @@ def list_entries(
         stdout.print("no entries")
 
 
-@command()
+@command
 def status(
     source: Annotated[str, typer.Argument(help="The source, as given to ensure.")],
-    store: StoreOpt = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Tell whether SOURCE is cached, without fetching (exit 1 if not)."""
-    report = open_cache(store, must_exist=True).status(source)
-    if json:
+    report = open_cache(must_exist=True).status(source)
+    if options().json:
         print_json(report)
     else:
         state = "[green]cached[/]" if report.cached else "[yellow]not cached[/]"
@@ -154,16 +145,13 @@ def status(
         raise typer.Exit(1)
 
 
-@command()
+@command
 def verify(
     target: Annotated[
         str | None, typer.Argument(help="An entry key or a source; all entries if omitted.")
     ] = None,
     deep: Annotated[bool, typer.Option("--deep", help="Rehash every file (else: stat sizes only).")] = False,
-    store: StoreOpt = None,
     modal_volume: ModalVolumeOpt = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Check entries against their manifests (exit 1 if any is damaged); on a Volume, --deep downloads."""
     if modal_volume:
@@ -171,10 +159,10 @@ def verify(
 
         reports = remote_reports(modal_volume, target, deep=deep)
     elif target is None:
-        reports = open_cache(store, must_exist=True).verify_all(deep=deep)
+        reports = open_cache(must_exist=True).verify_all(deep=deep)
     else:
-        reports = [_verify_one(open_cache(store, must_exist=True), target, deep=deep)]
-    if json:
+        reports = [_verify_one(open_cache(must_exist=True), target, deep=deep)]
+    if options().json:
         print_json(reports)
     elif reports:
         stdout.print(verify_table(reports))
@@ -201,64 +189,53 @@ def _verify_one(cache: WeightCache, target: str, *, deep: bool) -> VerifyReport:
     return cache.verify(status.key, deep=deep)
 
 
-@command("rm")
+@command
 def remove(
     key: Annotated[str, typer.Argument(help="The key of the entry to remove (see ls).")],
     force: Annotated[
         bool, typer.Option("--force", help="Remove it even while another process uses it.")
     ] = False,
-    store: StoreOpt = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Remove one entry (refused while another process uses it, unless --force)."""
-    open_cache(store, must_exist=True).remove(key, force=force)
-    if json:
+    open_cache(must_exist=True).remove(key, force=force)
+    if options().json:
         print_json({"removed": key})
     else:
         stdout.print(f"removed {key}")
 
 
-@command()
+@command
 def gc(
     keep: Annotated[int, typer.Option("--keep", min=1, help="Versions to keep per source.")] = 1,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be removed; remove nothing.")
     ] = False,
-    store: StoreOpt = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Remove old versions, incomplete entries and abandoned staging."""
-    report = open_cache(store, must_exist=True).gc(keep=keep, dry_run=dry_run)
-    if json:
+    report = open_cache(must_exist=True).gc(keep=keep, dry_run=dry_run)
+    if options().json:
         print_json(report)
     else:
         stdout.print(gc_table(report))
 
 
-@command()
+@command
 def demo(
     size_mb: Annotated[int, typer.Option("--size-mb", min=8, help="Size of the synthetic model.")] = 256,
-    store: Annotated[
-        Path | None, typer.Option("--store", help="Store directory (default: a temporary one).")
-    ] = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Show the cold-start story offline: populate, warm hit, link, crash, corruption and repair."""
     from ..demo import run_demo
 
     logger = logging.getLogger("weightcache")
     level = logger.level
-    if not debug:  # the demo damages an entry on purpose; its warning would only distract
+    if not options().debug:  # the demo damages an entry on purpose; its warning would only distract
         logger.setLevel(logging.ERROR)
     try:
         with RichProgress(stderr) as progress:
-            report = run_demo(store, size_mb=size_mb, progress=progress)
+            report = run_demo(options().store, size_mb=size_mb, progress=progress)
     finally:
         logger.setLevel(level)
-    if json:
+    if options().json:
         print_json(report)
     else:
         stdout.print(demo_table(report))

@@ -17,14 +17,13 @@ import typer
 from rich.markup import escape
 
 from .. import remote_volume
-from ..archive import export_entry, export_to_path, import_archive, open_archive
 from ..cache import WeightCache
 from ..entry import Entry
 from ..errors import EntryNotFoundError
 from ..layout import is_valid_key
 from ..remote_volume import RemoteVolumeStore, modal_errors
 from ..verify import VerifyReport
-from .app import DebugOpt, JsonOpt, StoreOpt, command, open_cache
+from .app import command, open_cache, options
 from .progress import RichProgress
 from .render import EntryInfo, human_bytes, plural, print_json, show, stderr, stdout
 
@@ -33,16 +32,13 @@ VolumeNameOpt = Annotated[
 ]
 
 
-@command()
+@command
 def push(
     source: Annotated[str, typer.Argument(help="The source, as given to ensure.")],
     modal_volume: VolumeNameOpt,
-    store: StoreOpt = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Populate SOURCE locally, then upload it to a Modal Volume (created if missing) before deploying."""
-    cache = open_cache(store)
+    cache = open_cache()
     with RichProgress(stderr) as progress:
         entry = cache.ensure(source, progress=progress)
     if entry.hit:  # every container will trust these bytes: rehash them (and re-fetch if damaged)
@@ -51,7 +47,7 @@ def push(
     stderr.print(f"uploading {entry.key} ({size}) to Modal Volume {escape(modal_volume)}", highlight=False)
     with modal_errors(modal_volume):
         report = remote_volume.push(_volume(modal_volume, create=True), cache.store, entry)
-    if json:
+    if options().json:
         print_json(report)
     elif report.already_present:
         stdout.print(f"{entry.key} is already on Modal Volume {escape(modal_volume)}; nothing uploaded")
@@ -63,33 +59,29 @@ def push(
         )
 
 
-@command()
+@command
 def pull(
     key: Annotated[str, typer.Argument(help="The entry's key (see ls --modal-volume).")],
     modal_volume: VolumeNameOpt,
-    store: StoreOpt = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Copy entry KEY from a Modal Volume into the local store, every file checked against its manifest."""
-    cache = open_cache(store)
+    cache = open_cache()
     with modal_errors(modal_volume), RichProgress(stderr) as progress:
         entry = remote_volume.pull(_volume(modal_volume), cache, key, progress=progress)
-    _print_copied(entry, "pulled", json)
+    _print_copied(entry, "pulled")
 
 
-@command("export")
+@command
 def export_command(
     key: Annotated[str, typer.Argument(help="The entry's key (see ls).")],
     output: Annotated[str, typer.Option("--output", "-o", help="The tar archive to write; - for stdout.")],
-    store: StoreOpt = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Write entry KEY to a tar archive (a backup that needs no Modal)."""
-    cache = open_cache(store)
+    from ..archive import export_entry, export_to_path
+
+    cache = open_cache()
     if output == "-":
-        if json:
+        if options().json:
             raise typer.BadParameter(
                 "stdout carries the archive, so --json cannot be used", param_hint="--json"
             )
@@ -97,13 +89,13 @@ def export_command(
         return
     entry = export_to_path(cache, key, output)  # a FIFO or device is written through, never replaced
     target = Path(output)
-    if json:
+    if options().json:
         print_json({**EntryInfo.of(entry).model_dump(), "archive": str(target)})
     else:
         stdout.print(f"exported {key} to {show(str(target))}: {human_bytes(target.stat().st_size)}")
 
 
-@command("import")
+@command
 def import_command(
     archive: Annotated[str, typer.Argument(help="A tar archive from export; - for stdin.")],
     trust: Annotated[
@@ -113,15 +105,14 @@ def import_command(
             help="Take the archive as its source's own bytes (else ensure checks them against the source).",
         ),
     ] = False,
-    store: StoreOpt = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Publish the entry in an archive, only if every file matches the manifest inside it."""
-    cache = open_cache(store)
+    from ..archive import import_archive
+
+    cache = open_cache()
     with RichProgress(stderr) as progress, _open_input(archive) as stream:
         entry = import_archive(cache, stream, name=archive, trust=trust, progress=progress)
-    _print_copied(entry, "imported", json)
+    _print_copied(entry, "imported")
 
 
 def remote_entries(name: str) -> list[Entry]:
@@ -147,8 +138,8 @@ def _volume(name: str, *, create: bool = False) -> RemoteVolumeStore:
     return RemoteVolumeStore(remote_volume.open_volume(name, create=create), name)
 
 
-def _print_copied(entry: Entry, verb: str, json: bool) -> None:
-    if json:
+def _print_copied(entry: Entry, verb: str) -> None:
+    if options().json:
         print_json(EntryInfo.of(entry))
     elif entry.hit:
         stdout.print(f"{entry.key} is already in the store; nothing copied")
@@ -163,6 +154,8 @@ def _print_copied(entry: Entry, verb: str, json: bool) -> None:
 
 @contextlib.contextmanager
 def _open_input(archive: str) -> Iterator[IO[bytes]]:
+    from ..archive import open_archive
+
     if archive == "-":
         yield sys.stdin.buffer
         return

@@ -15,12 +15,12 @@ from ..entry import Entry
 from ..errors import EntryNotFoundError
 from ..layout import is_valid_key
 from ..prefetch import PrefetchHandle, prefetch_in_background
-from .app import DebugOpt, JsonOpt, StoreOpt, command, open_cache
+from .app import command, open_cache, options
 from .progress import BinarySpeedColumn
 from .render import human_bytes, plural, print_json, stderr, stdout
 
 
-@command()
+@command
 def prefetch(
     targets: Annotated[
         list[str],
@@ -29,17 +29,14 @@ def prefetch(
         ),
     ],
     threads: Annotated[int, typer.Option("--threads", min=1, help="Concurrent reads.")] = READ_THREADS,
-    store: StoreOpt = None,
-    json: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Read the files of cached entries (or of paths) into the page cache, in parallel."""
-    cache = open_cache(store)
+    cache = open_cache()
     resolved = [_resolve(cache, target) for target in targets]
     handle = prefetch_in_background(resolved, threads=threads)
     _show_progress(handle)
     report = handle.wait()
-    if json:
+    if options().json:
         print_json(
             {
                 "targets": [str(item.path if isinstance(item, Entry) else item) for item in resolved],

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..demo import DemoReport
 from ..display import human_bytes, plural, safe_display
 from ..entry import Entry
-from ..gc import GcReport
-from ..verify import VerifyReport
+
+if TYPE_CHECKING:  # only annotations: the demo, say, is imported by the demo command alone
+    from ..demo import DemoReport
+    from ..gc import GcReport
+    from ..verify import VerifyReport
 
 __all__ = ["human_bytes", "plural"]  # re-exported: the command modules format sizes and counts through here
 

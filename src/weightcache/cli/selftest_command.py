@@ -8,14 +8,16 @@ account this machine's token belongs to, so a user can confirm the fakes match i
 from __future__ import annotations
 
 import tempfile
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from ..testing.conformance import ASSUMPTIONS, FakeBackend, SuiteResult, run_suite
-from .app import DebugOpt, JsonOpt, command
+from .app import command, options
 from .render import print_json, stderr, stdout
+
+if TYPE_CHECKING:
+    from ..testing.conformance import SuiteResult
 
 ModalOpt = Annotated[
     bool,
@@ -25,8 +27,8 @@ ModalOpt = Annotated[
 ]
 
 
-@command()
-def selftest(modal: ModalOpt = False, json: JsonOpt = False, debug: DebugOpt = False) -> None:
+@command
+def selftest(modal: ModalOpt = False) -> None:
     """Check each Volume and Dict behaviour weightcache relies on; print pass/fail and latencies."""
     if modal:
         from ..testing.modal_selftest import run_on_modal
@@ -36,9 +38,11 @@ def selftest(modal: ModalOpt = False, json: JsonOpt = False, debug: DebugOpt = F
         where = "Modal"
     else:
         with tempfile.TemporaryDirectory(prefix="weightcache-selftest-") as scratch:
+            from ..testing.conformance import FakeBackend, run_suite
+
             result = run_suite(FakeBackend(scratch))
         where = "the fakes (FakeModalVolume, FakeModalDict)"
-    if json:
+    if options().json:
         print_json(_document(result, where))
     else:
         stdout.print(_table(result, where))
@@ -60,6 +64,8 @@ def _document(result: SuiteResult, where: str) -> dict[str, object]:
 
 
 def _table(result: SuiteResult, where: str) -> Table:
+    from ..testing.conformance import ASSUMPTIONS
+
     table = Table(title=f"weightcache's Modal assumptions, on {where}")
     for column in ("assumption", "result", "what was seen"):
         table.add_column(column)

@@ -8,15 +8,15 @@ import typer
 from rich.table import Table
 
 from ..outdated import UpdateCheck
-from .app import DebugOpt, JsonOpt, StoreOpt, command, open_cache
+from .app import command, open_cache, options
 from .render import print_json, show, stdout
 
 
-@command()
-def outdated(store: StoreOpt = None, json: JsonOpt = False, debug: DebugOpt = False) -> None:
+@command
+def outdated() -> None:
     """Ask the source of each cached branch or unpinned URL whether it moved (exit 1 if one cannot)."""
-    checks = open_cache(store).outdated()
-    if json:
+    checks = open_cache().outdated()
+    if options().json:
         print_json(checks)
     elif checks:
         stdout.print(_updates_table(checks))
