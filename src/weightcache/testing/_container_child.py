@@ -5,8 +5,9 @@ the container's filesystem in a scratch root (the host's top-level directories b
 ``/root`` and every path the image adds its own, each Volume's mount path a bind mount of a
 FakeModalVolume container's view), ``chroot``s into it, imports the app module from ``/root``
 with ``modal.is_local()`` false, runs the class's ``@modal.enter`` methods (snap phase first)
-and serves its web endpoint through Starlette's test client, one JSON request per line on
-stdin, one JSON event per line on the file descriptor given.
+and serves each of its web endpoints through Starlette's test client, one JSON request per
+line on stdin (naming its endpoint), one JSON event per line on the original stdout; what the
+app prints goes to stderr.
 """
 
 from __future__ import annotations

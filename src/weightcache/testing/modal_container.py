@@ -7,8 +7,8 @@ harness builds the container's filesystem from the real SDK objects (see
 :mod:`._container_spec`), lays it out with the container's paths in a private mount namespace,
 and runs the app there::
 
-    with ModalContainer("examples/jaguar/app.py", "JaguarService", state_dir=tmp_path) as container:
-        assert container.request("GET", "/info").status_code == 200
+    with ModalContainer("examples/jaguar/app.py", "ShuttleJaguarModel", state_dir=tmp_path) as container:
+        assert container.request("GET", "/", endpoint="info").status_code == 200
     # a second container on the same state_dir finds what the first committed to the Volume
 
 Inside, ``modal.is_local()`` is false, the image's ``.env`` is set, each Volume mounted by the
