@@ -34,7 +34,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import LockTimeoutError
-from ..manifest import load_manifest
 from ..verify import stat_problems
 from ._modal_errors import PROGRAMMING_ERRORS
 
@@ -207,7 +206,7 @@ class DictLease:
         return f"{self._prefix}/{generation}"
 
     def _entry_visible(self) -> bool:
-        manifest = load_manifest(self._store.layout, self._key)
+        manifest = self._store.load_manifest(self._key)
         return manifest is not None and not stat_problems(self._store.layout.files_dir(self._key), manifest)
 
     def _refuse_if_held(self) -> None:

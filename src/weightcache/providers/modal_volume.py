@@ -35,7 +35,7 @@ from typing import Literal, Protocol
 from ..errors import CommitError
 from ..fsutil import store_write_errors
 from ..layout import short_hash
-from ..manifest import FileRecord, load_manifest
+from ..manifest import FileRecord
 from ._modal_errors import PROGRAMMING_ERRORS, platform_errors
 from ._modal_mounts import check_volume_mounted
 from .base import Store
@@ -210,10 +210,9 @@ class ModalVolumeStore(Store):
         return f"volume:{name}" if isinstance(name, str) else f"path:{self.root}"
 
     def _warn_if_many_files(self) -> None:
-        if self._max_files is None or not self.layout.entries_dir.is_dir():
+        if self._max_files is None:
             return
-        manifests = [load_manifest(self.layout, path.name) for path in self.layout.entries_dir.iterdir()]
-        count = sum(_inodes(manifest.files) for manifest in manifests if manifest is not None)
+        count = sum(_inodes(manifest.files) for manifest in self.manifests())
         if count > self._max_files and count > self._files_warned_at:
             self._files_warned_at = count
             logger.warning(
