@@ -360,6 +360,4 @@ class WeightCache:
         return True
 
     def _entry(self, manifest: Manifest, *, hit: bool) -> Entry:
-        return Entry(
-            key=manifest.key, path=self.store.files_path(manifest.key), manifest=manifest, hit=hit
-        )
+        return Entry(key=manifest.key, path=self.store.files_path(manifest.key), manifest=manifest, hit=hit)
