@@ -44,6 +44,7 @@ def test_help_lists_every_registered_command(cli) -> None:
     listed = cli("--help").stdout
     assert all(name in listed for name, _ in COMMANDS)
     assert "--store" in listed and "--json" in listed and "--debug" in listed
+    assert "before or after the command: --store DIR, --json, --debug" in cli("ls", "--help").stdout
 
 
 @pytest.mark.parametrize(

@@ -130,6 +130,18 @@ def test_status_finds_the_entry_through_the_stores_ref(side: StoreUnderTest, mak
     assert side.store.read_ref(status.source) is not None
 
 
+def test_a_volume_seen_from_a_laptop_is_read_only(tmp_path: Path, make_image_dir) -> None:
+    side = _volume_from_laptop(tmp_path)
+    source = make_image_dir()
+    key = side.ensure(source)
+    for action in (lambda: side.cache.ensure(source), lambda: side.cache.remove(key)):
+        with pytest.raises(StoreNotWritableError, match="from outside Modal; push entries with"):
+            action()
+    with pytest.raises(StoreNotWritableError, match="run it where the store is mounted"):
+        side.cache.link(side.cache.get(key), tmp_path / "linked")
+    assert not (tmp_path / "linked").exists() and side.cache.verify(key).ok
+
+
 def test_gc_runs_where_the_store_is_mounted_and_refuses_a_remote_view(
     side: StoreUnderTest, make_image_dir
 ) -> None:

@@ -205,6 +205,10 @@ class RemoteVolumeStore(Store):
         """Refused: the populate lease is held by containers that mount the Volume."""
         self._refuse("lock an entry")
 
+    def use_lock_path(self, key: str) -> NoReturn:
+        """Refused: entries are used (and held in use) by the containers that mount the Volume."""
+        self._refuse("use an entry")
+
     def _refuse(self, action: str) -> NoReturn:
         raise StoreNotWritableError(
             f"cannot {action} on {self.describe()} from outside Modal; push entries with "

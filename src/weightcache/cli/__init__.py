@@ -22,7 +22,10 @@ COMMANDS = [
     ("demo", commands.demo),
 ]
 
+#: Each command's --help ends with the global options, which the app's callback takes.
+_EPILOG = "Global options, before or after the command: --store DIR, --json, --debug (weightcache --help)."
+
 for _name, _function in COMMANDS:
-    app.command(_name)(_function)
+    app.command(_name, epilog=_EPILOG)(_function)
 
 __all__ = ["COMMANDS", "app", "main"]
