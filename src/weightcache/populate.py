@@ -14,6 +14,7 @@ from .layout import FILES_DIR_NAME, MANIFEST_NAME, StoreLayout
 from .manifest import FileRecord, Manifest, write_manifest
 from .progress import ProgressCallback
 from .providers.base import PopulateLock, Source, Store
+from .resume import salvage
 from .staging import Staging
 from .verify import load_manifest
 
@@ -38,12 +39,15 @@ def populate(
 
     Nothing is visible under ``entries/`` until every file is written, hashed, checked and
     fsynced and the manifest written beside them; one rename then publishes the entry. On any
-    error the staging directory is removed and earlier entries are untouched.
+    error the staging directory is removed and earlier entries are untouched. A populate that
+    was killed leaves its staging directory: this one takes it over, and its downloads resume
+    from the bytes on disk (see :mod:`weightcache.resume`).
     """
     layout = store.layout
-    reclaim_abandoned(layout, key)
+    staging_dir = layout.staging_dir / f"{key}.{unique_suffix()}"
+    reclaim_abandoned(layout, key, resume_into=staging_dir)
     staging = Staging(
-        layout.staging_dir / f"{key}.{unique_suffix()}",
+        staging_dir,
         store_name=store.describe(),
         progress=progress,
         known_files=(lambda: files_by_sha256(layout, source.identity)) if reuse else None,
@@ -52,8 +56,9 @@ def populate(
     logger.info("populating %s from %s (version %s)", key, source.uri, version)
     try:
         with store_write_errors(store.describe(), needed_bytes=lambda: staging.planned_bytes):
-            staging.files_dir.mkdir(parents=True)
+            staging.files_dir.mkdir(parents=True, exist_ok=True)
             source.fetch(version, staging)
+            staging.discard_resume_data()
             records = staging.records()
             if not records:
                 raise EmptySourceError(f"{source.uri} gave no files; nothing to cache")
@@ -114,13 +119,20 @@ def files_by_sha256(layout: StoreLayout, identity: str) -> dict[str, tuple[Path,
     return found
 
 
-def reclaim_abandoned(layout: StoreLayout, key: str) -> None:
+def reclaim_abandoned(layout: StoreLayout, key: str, *, resume_into: Path | None = None) -> None:
     """Remove staging and trash left for ``key`` by killed processes.
 
     Called with ``key``'s populate lock held: every populate of ``key`` holds that lock while
     its staging directory exists, so any staging directory found now is provably abandoned.
+    With ``resume_into``, the newest one with download journals is renamed there instead, so
+    that its partial downloads resume (:func:`weightcache.resume.salvage`).
     """
+    found = leftovers(layout, key)
+    if resume_into is not None:
+        salvage([path for path in found if path.parent == layout.staging_dir], resume_into)
     for leftover in leftovers(layout, key):
+        if leftover == resume_into:
+            continue
         logger.info("reclaiming abandoned %s", leftover)
         with contextlib.suppress(OSError):
             remove_tree(leftover)
