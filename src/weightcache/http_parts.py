@@ -11,6 +11,7 @@ each file's follower hash (see :mod:`weightcache.ranged`) advances while the oth
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from .constants import HTTP_MAX_PART_BYTES, HTTP_MIN_PART_BYTES
+from .errors import ChecksumMismatchError
 from .parallel import run_parallel
 from .ranged import RangedWriter
 from .resume import Journal, peek
@@ -25,6 +27,8 @@ from .staging import Staging
 
 if TYPE_CHECKING:
     from .download import HTTPDownloader, Probe
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,27 +88,44 @@ def split(gaps: list[tuple[int, int]], part_bytes: int) -> list[tuple[int, int]]
 class _OpenFile:
     """One file's writer: opened by its first part to start, finished by its last to end."""
 
-    def __init__(self, staging: Staging, job: FileJob, parts: int) -> None:
-        self.staging, self.job = staging, job
+    def __init__(self, downloader: HTTPDownloader, staging: Staging, job: FileJob, parts: int) -> None:
+        self.downloader, self.staging, self.job = downloader, staging, job
         self._left = parts
         self._writer: RangedWriter | None = None
+        self._resumed = False
         self._lock = threading.Lock()
 
     def writer(self) -> RangedWriter:
         with self._lock:
             if self._writer is None:
-                size = self.job.probe.size or 0
-                self._writer = self.staging.open_ranges(
-                    self.job.name, size=size, sha256=self.job.sha256, version=self.job.version()
-                )
+                self._writer = self._open()
+                self._resumed = self._writer.resumed_bytes() > 0
             return self._writer
 
-    def part_done(self) -> None:
+    def part_done(self, part_bytes: int) -> None:
         with self._lock:
             self._left -= 1
             last = self._left == 0
-        if last:
+        if not last:
+            return
+        try:
             self.staging.close_ranges(self.writer(), sha256=self.job.sha256)
+        except ChecksumMismatchError:
+            if not self._resumed:
+                raise
+            # The bytes a killed populate left may be what failed (a server that served a
+            # flipped byte then, fixed now): fetch the whole file once more before giving up.
+            logger.warning("%s failed its check after resuming; fetching all of it again", self.job.name)
+            self._writer = writer = self._open()
+            for start, end in split([(0, writer.size)], part_bytes):
+                self.downloader.fetch_range(self.job, writer, start, end)
+            self.staging.close_ranges(writer, sha256=self.job.sha256)
+
+    def _open(self) -> RangedWriter:
+        size = self.job.probe.size or 0
+        return self.staging.open_ranges(
+            self.job.name, size=size, sha256=self.job.sha256, version=self.job.version()
+        )
 
     def abandon(self) -> None:
         with self._lock:
@@ -141,12 +162,12 @@ def fetch_files(
     opened = []
     for job, gaps in plans:
         parts = split(gaps, part)
-        file = _OpenFile(staging, job, max(1, len(parts)))
+        file = _OpenFile(downloader, staging, job, max(1, len(parts)))
         opened.append(file)
         if not parts:  # every byte resumed: only the hash check is left
-            tasks.append(partial(_finish, file))
+            tasks.append(partial(file.part_done, part))
         for start, end in parts:
-            tasks.append(partial(_fetch_part, downloader, file, start, end))
+            tasks.append(partial(_fetch_part, file, start, end, part))
     try:
         run_parallel(tasks, threads=connections)
     except BaseException:
@@ -155,15 +176,9 @@ def fetch_files(
         raise
 
 
-def _fetch_part(downloader: HTTPDownloader, file: _OpenFile, start: int, end: int) -> None:
-    job = file.job
-    downloader.fetch_range(job, file.writer(), start, end)
-    file.part_done()
-
-
-def _finish(file: _OpenFile) -> None:
-    file.writer()
-    file.part_done()
+def _fetch_part(file: _OpenFile, start: int, end: int, part_bytes: int) -> None:
+    file.downloader.fetch_range(file.job, file.writer(), start, end)
+    file.part_done(part_bytes)
 
 
 def _gaps(done: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:

@@ -93,7 +93,8 @@ class RangedWriter:
             self._spans.add(start, end)
         self._checkpoint_lock = threading.Lock()
         self._checkpointed = self._spans.total()
-        self._checkpoint_every = min(RESUME_CHECKPOINT_BYTES, max(1024 * 1024, size // 16))
+        # Small files record often (a kill loses at most this much of each file in flight).
+        self._checkpoint_every = min(RESUME_CHECKPOINT_BYTES, max(256 * 1024, size // 64))
         self._changed = threading.Condition()
         #: The prefix length the follower waits for: one buffer past what it hashed, so it wakes
         #: once per buffer rather than once per network read.
@@ -119,7 +120,7 @@ class RangedWriter:
             if self._spans.prefix() >= self._wake_at:
                 self._changed.notify_all()
         if self.journal is not None:
-            self._checkpoint(force=False)
+            self._checkpoint()
         if self._on_write is not None:
             self._on_write(end - offset)
 
@@ -128,18 +129,24 @@ class RangedWriter:
         with self._changed:
             return self._spans.total()
 
-    def _checkpoint(self, *, force: bool) -> None:
-        """Record the written ranges in the journal once enough new bytes arrived (one thread at a time)."""
+    def _checkpoint(self) -> None:
+        """Record the written ranges in the journal once enough new bytes arrived.
+
+        One thread records at a time; the others go on writing, unless they ran two intervals
+        ahead of the journal: then they wait, so a kill never loses much more than that.
+        """
         assert self.journal is not None
-        if not self._checkpoint_lock.acquire(blocking=force):
-            return  # another thread is recording; it will cover these bytes next time
+        with self._changed:
+            behind = self._spans.total() - self._checkpointed
+        if behind < self._checkpoint_every:
+            return
+        if not self._checkpoint_lock.acquire(blocking=behind >= 2 * self._checkpoint_every):
+            return
         try:
             with self._changed:
                 written, spans = self._spans.total(), self._spans.spans()
-            if not force and written - self._checkpointed < self._checkpoint_every:
-                return
             fd = self._fd
-            if fd is None:
+            if written - self._checkpointed < self._checkpoint_every or fd is None:
                 return
             os.fdatasync(fd)  # every byte the journal will claim is on disk first
             self.journal.save(spans)
