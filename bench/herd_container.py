@@ -14,19 +14,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from weightcache import LeaseSettings, ModalVolumeStore, WeightCache
-from weightcache.testing import FakeModalVolume, FakeVolumeContainer
+from weightcache import ModalVolumeStore, WeightCache
+from weightcache.testing import FakeModalDict, FakeModalVolume, FakeVolumeContainer
 
 from .servers import REPO_ID
-
-#: Lease timings scaled to a model that downloads in seconds (the defaults suit 30 GB ones).
-SHORT_LEASE = LeaseSettings(lease_seconds=10, heartbeat_seconds=1, poll_seconds=0.25, settle_seconds=0.5)
 
 Load = Callable[[], "bool | None"]
 
 
-def _weightcache(container: FakeVolumeContainer, lease: LeaseSettings) -> Load:
-    cache = WeightCache(ModalVolumeStore(container, container.mount_path, lease=lease))
+def _weightcache(container: FakeVolumeContainer, *, with_dict: bool) -> Load:
+    # Import the Hub client during setup, as the Modal-examples pattern imports snapshot_download:
+    # on Modal each container imports on its own CPUs; here eight processes would share two.
+    import weightcache.providers.hf_client  # noqa: F401
+
+    # The lease Dict lives beside the Volume's directory, so each herd starts with an empty one.
+    leases = FakeModalDict(container.mount_path.parent.parent / "leases.dict") if with_dict else None
+    cache = WeightCache(ModalVolumeStore(container, container.mount_path, lease_dict=leases))
     return lambda: cache.ensure(f"hf://{REPO_ID}").hit
 
 
@@ -42,8 +45,8 @@ def _modal_examples(container: FakeVolumeContainer) -> Load:
 
 
 PATTERNS: dict[str, Callable[[FakeVolumeContainer], Load]] = {
-    "weightcache": lambda container: _weightcache(container, LeaseSettings()),
-    "weightcache-short-lease": lambda container: _weightcache(container, SHORT_LEASE),
+    "weightcache": lambda container: _weightcache(container, with_dict=True),
+    "weightcache-no-dict": lambda container: _weightcache(container, with_dict=False),
     "modal-examples": _modal_examples,
 }
 
@@ -51,7 +54,8 @@ PATTERNS: dict[str, Callable[[FakeVolumeContainer], Load]] = {
 def main() -> None:
     """Container side: set up, report ready, wait for ``go``, load, print the outcome."""
     pattern, volume_root, ready_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    container = FakeModalVolume(volume_root).container()
+    # Hard links: a reload costs metadata, as on Modal, not a copy of every byte.
+    container = FakeModalVolume(volume_root, link_files=True).container()
     load = PATTERNS[pattern](container)
     (ready_dir / f"{os.getpid()}.ready").touch()
     while not (ready_dir / "go").exists():

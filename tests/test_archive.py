@@ -147,3 +147,12 @@ def test_cli_errors_are_one_line(cli, cache: WeightCache, make_image_dir, tmp_pa
         assert message in result.stderr
     assert not output.exists() and list(tmp_path.glob(".out.tar.*")) == []  # no half-written archive
     assert cli("import", tmp_path / "missing.tar", "--store", tmp_path / "other").exit_code == 2
+
+
+def test_ls_marks_an_imported_entry(cli, exported, tmp_path: Path) -> None:
+    _key, archive = exported
+    restored = tmp_path / "restored"
+    assert cli("import", archive, "--store", restored).exit_code == 0
+    listing = cli("ls", "--store", restored)  # piped: tab-separated rows, values whole
+    assert listing.exit_code == 0
+    assert listing.stdout.splitlines()[1].split("\t")[1].endswith(" [imported]")

@@ -88,6 +88,7 @@ def test_sha256_mismatch_publishes_nothing(cache: WeightCache) -> None:
 
 def test_deep_verify_checks_the_sources_sha256(cache: WeightCache) -> None:
     entry = cache.ensure(MemorySource("m", {"a.bin": b"a" * 100}, "v1"))
+    (entry.path / "a.bin").chmod(0o644)  # published read-only
     (entry.path / "a.bin").write_bytes(b"A" * 100)
     kinds = {problem.kind for problem in cache.verify(entry, deep=True).problems}
     assert kinds == {"blake3", "sha256"}

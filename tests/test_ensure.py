@@ -99,8 +99,7 @@ def test_missing_file_in_entry_is_refetched(cache: WeightCache, make_image_dir) 
 def test_truncated_file_in_entry_is_refetched(cache: WeightCache, make_image_dir) -> None:
     source = make_image_dir()
     entry = cache.ensure(source)
-    with open(entry.path / "groundingdino_swint_ogc.pth", "r+b") as handle:
-        handle.truncate(10)
+    os.truncate(entry.path / "groundingdino_swint_ogc.pth", 10)  # entry files are read-only: root or a bug
     healed = cache.ensure(source)
     assert not healed.hit and (healed.path / "groundingdino_swint_ogc.pth").stat().st_size == 300_000
 
@@ -186,7 +185,7 @@ def test_warm_path_hashes_nothing(
 
     for name in (
         "weightcache.verify.hash_file",
-        "weightcache.staging.iter_file_chunks",
+        "weightcache.staging._regular_file_chunks",
         "weightcache.staging.hash_file",
     ):
         monkeypatch.setattr(name, forbidden)

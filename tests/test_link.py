@@ -93,7 +93,7 @@ def test_per_file_into_a_file_path_is_an_error(cache: WeightCache, entry, tmp_pa
 
 
 def test_unknown_mode(cache: WeightCache, entry, tmp_path: Path) -> None:
-    with pytest.raises(LinkError, match="unknown link mode"):
+    with pytest.raises(ValueError, match="unknown link mode"):
         cache.link(entry, tmp_path / "w", mode="reflink")  # type: ignore[arg-type]
 
 

@@ -9,17 +9,16 @@ import sys
 import time
 from pathlib import Path
 
-import modal.exception
-
 from weightcache import ModalVolumeStore, WeightCache
-from weightcache.testing import FakeModalVolume
+from weightcache.testing import FakeModalDict, FakeModalVolume
 
 # One simulated container: ensure, deep-verify, exit (a final commit); report as JSON. The bytes
 # counted are those the source gave this container (progress events), so fetches can be summed.
 CONTAINER = """
 import json, logging, os, signal, sys, time
+from pathlib import Path
 from weightcache import LeaseSettings, ModalVolumeStore, Source, WeightCache
-from weightcache.testing import FakeModalVolume
+from weightcache.testing import FakeModalDict, FakeModalVolume
 
 root, source, start_at, options = sys.argv[1], sys.argv[2], float(sys.argv[3]), json.loads(sys.argv[4])
 
@@ -45,14 +44,15 @@ def progress(event):
 
 class Watch(logging.Handler):
     def emit(self, record):
-        if "went stale" in record.getMessage():
+        if "stopped renewing" in record.getMessage():
             took_over.append(record.getMessage())
 logging.getLogger("weightcache").addHandler(Watch())
 logging.getLogger("weightcache").setLevel(logging.INFO)
 
 lease = LeaseSettings(**options["lease"]) if options.get("lease") else None
 container = FakeModalVolume(root).container()
-cache = WeightCache(ModalVolumeStore(container, container.mount_path, lease=lease))
+leases = FakeModalDict(Path(root).parent / "leases.dict")
+cache = WeightCache(ModalVolumeStore(container, container.mount_path, lease=lease, lease_dict=leases))
 while time.time() < start_at:
     time.sleep(0.005)
 entry = cache.ensure(RandomSource() if source == "random" else source, progress=progress)
@@ -68,7 +68,7 @@ container.exit()
 print(json.dumps(report))
 """
 
-FAST_LEASE = {"lease_seconds": 5.0, "heartbeat_seconds": 0.3, "poll_seconds": 0.1, "settle_seconds": 1.0}
+FAST_LEASE = {"lease_seconds": 5.0, "heartbeat_seconds": 0.3, "poll_seconds": 0.1}
 
 
 def start_container(root: Path, source: str, start_at: float, **options: object) -> subprocess.Popen[str]:
@@ -113,9 +113,9 @@ def test_a_herd_of_eight_cold_containers_fetches_once(tmp_path: Path, make_image
 def test_a_container_crashing_mid_populate_is_taken_over(tmp_path: Path, make_image_dir) -> None:
     source = make_image_dir({f"shard-{i}.bin": os.urandom(1_000_000) for i in range(4)})
     volume = FakeModalVolume(tmp_path / "volume")
-    lease = {"lease_seconds": 2.0, "heartbeat_seconds": 0.2, "poll_seconds": 0.1, "settle_seconds": 0.3}
+    lease = {"lease_seconds": 2.0, "heartbeat_seconds": 0.2, "poll_seconds": 0.1}
     doomed = start_container(volume.root, str(source), 0, lease=lease, die_after_seconds=3.0)
-    wait_for_lease(volume, doomed)
+    wait_for_lease(tmp_path, doomed)
     survivors = [start_container(volume.root, str(source), 0, lease=lease) for _ in range(2)]
 
     doomed.communicate(timeout=60)
@@ -126,7 +126,8 @@ def test_a_container_crashing_mid_populate_is_taken_over(tmp_path: Path, make_im
     assert sorted(result["hit"] for result in results) == [False, True]
     assert any(result["took_over"] for result in results)  # they waited on the dead holder's lease
     assert volume.listdir(".weightcache/staging") == []  # its committed partial download was reclaimed
-    assert volume.listdir(".weightcache/leases") == []
+    # Generation 0 is the dead holder's, never released; exactly one survivor created generation 1.
+    assert [record["released"] for record in lease_records(tmp_path)] == [False, True]
     fresh_container_hit(volume, source)
 
 
@@ -145,14 +146,20 @@ def test_racing_without_a_lease_still_ends_with_one_valid_entry(tmp_path: Path) 
         assert [record.blake3 for record in entry.manifest.files] in [result["blake3"] for result in results]
 
 
-def wait_for_lease(volume: FakeModalVolume, holder: subprocess.Popen[str]) -> None:
+def lease_records(tmp_path: Path) -> list[dict]:
+    """The lease Dict's generation records, oldest first."""
+    leases = FakeModalDict(tmp_path / "leases.dict")
+    items = dict(leases.items())
+    generations = [key for key in items if not key.endswith("/head")]
+    generations.sort(key=lambda key: int(key.rsplit("/", 1)[1]))
+    return [items[key] for key in generations]
+
+
+def wait_for_lease(tmp_path: Path, holder: subprocess.Popen[str]) -> None:
     deadline = time.time() + 30
     while time.time() < deadline:
         assert holder.poll() is None, holder.communicate()
-        try:
-            if volume.listdir(".weightcache/leases"):
-                return
-        except modal.exception.NotFoundError:
-            pass
+        if lease_records(tmp_path):
+            return
         time.sleep(0.05)
-    raise AssertionError("the first container never committed a lease")
+    raise AssertionError("the first container never took the lease")

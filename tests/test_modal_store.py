@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import modal
@@ -18,15 +19,16 @@ from weightcache import (
     SourceError,
     WeightCache,
 )
-from weightcache.providers.modal_lease import VolumeLease
+from weightcache.providers.modal_lease import DictLease
 from weightcache.staging import Staging
-from weightcache.testing import FakeModalVolume, FakeVolumeContainer
+from weightcache.testing import FakeModalDict, FakeModalVolume, FakeVolumeContainer
 
-FAST = LeaseSettings(lease_seconds=2.0, heartbeat_seconds=0.2, poll_seconds=0.05, settle_seconds=0.1)
+FAST = LeaseSettings(lease_seconds=2.0, heartbeat_seconds=0.2, poll_seconds=0.05)
 
 
 def modal_cache(container: FakeVolumeContainer, **options: object) -> WeightCache:
     options.setdefault("lease", FAST)
+    options.setdefault("lease_dict", FakeModalDict(container.mount_path.parent.parent / "leases.dict"))
     options.setdefault("commit_backoff_seconds", 0.0)
     return WeightCache(ModalVolumeStore(container, container.mount_path, **options))  # type: ignore[arg-type]
 
@@ -34,6 +36,11 @@ def modal_cache(container: FakeVolumeContainer, **options: object) -> WeightCach
 @pytest.fixture
 def volume(tmp_path: Path) -> FakeModalVolume:
     return FakeModalVolume(tmp_path / "volume", name="weights")
+
+
+def lease_records(volume: FakeModalVolume) -> list[dict]:
+    leases = FakeModalDict(volume.root / "leases.dict")
+    return [value for value in dict(leases.items()).values() if isinstance(value, dict)]
 
 
 def test_a_hit_neither_reloads_nor_commits(volume: FakeModalVolume, make_image_dir, caplog) -> None:
@@ -102,7 +109,9 @@ def test_many_files_warn_against_v1_guidance(volume: FakeModalVolume, make_image
 def test_no_lease_is_left_behind(volume: FakeModalVolume, make_image_dir) -> None:
     with volume.container() as container:
         modal_cache(container).ensure(make_image_dir())
-    assert volume.listdir(".weightcache/leases") == []
+    records = lease_records(volume)
+    assert len(records) == 1 and records[0]["released"]
+    assert not (volume.root / "committed" / ".weightcache" / "leases").exists()  # nothing on the Volume
 
 
 class FailingSource(Source):
@@ -129,22 +138,22 @@ class FailingSource(Source):
 def test_a_failed_populate_releases_its_lease_at_once(volume: FakeModalVolume) -> None:
     container = volume.container()
     with pytest.raises(SourceError):
-        slow_to_expire = LeaseSettings(lease_seconds=600, heartbeat_seconds=60, settle_seconds=0.1)
+        slow_to_expire = LeaseSettings(lease_seconds=600, heartbeat_seconds=60)
         modal_cache(container, lease=slow_to_expire).ensure(FailingSource())
-    assert volume.listdir(".weightcache/leases") == []  # others need not wait 600s
+    assert [record["released"] for record in lease_records(volume)] == [True]  # others need not wait 600s
 
 
 def test_waiting_for_a_live_holder_times_out(volume: FakeModalVolume, make_image_dir) -> None:
     source = make_image_dir()
+    leases = FakeModalDict(volume.root / "leases.dict")
     holder = volume.container("holder")
-    holder_store = ModalVolumeStore(holder, holder.mount_path, lease=FAST)
+    holder_store = ModalVolumeStore(holder, holder.mount_path, lease=FAST, lease_dict=leases)
     key = WeightCache(holder_store).status(source).key
     waiter = volume.container("waiter")
-    waiter_store = ModalVolumeStore(waiter, waiter.mount_path, lease=FAST)
-    with VolumeLease(holder_store, key, FAST, timeout=None):  # claimed, committed, renewed by its heartbeat
+    waiter_store = ModalVolumeStore(waiter, waiter.mount_path, lease=FAST, lease_dict=leases)
+    with DictLease(holder_store, leases, key, FAST, timeout=None):  # created, renewed by its heartbeat
         with pytest.raises(LockTimeoutError, match="another container populating"):
             WeightCache(waiter_store, lock_timeout=0.5).ensure(source)
-        waiter.reload()
         probe = waiter_store.populate_lock(key, timeout=0)  # gc asks "is it busy?" and never waits
         with pytest.raises(LockTimeoutError, match="being populated by"), probe:
             pass
@@ -163,3 +172,80 @@ def test_takes_a_real_modal_volume_without_network(tmp_path: Path) -> None:
     assert store.describe() == f"Modal Volume 'jaguar-model-weights' at {tmp_path / 'cache'}"
     with pytest.raises(TypeError, match=r"modal\.Volume"):
         ModalVolumeStore(object(), tmp_path / "cache")  # type: ignore[arg-type]
+
+
+class CountingVolume:
+    """A container's Volume that counts commits and can raise what a programming error raises."""
+
+    def __init__(self, container: FakeVolumeContainer, commit_error: BaseException | None = None) -> None:
+        self.container, self.commit_error, self.commits = container, commit_error, 0
+        self.name = container.name
+
+    def commit(self) -> None:
+        self.commits += 1
+        if self.commit_error is not None:
+            raise self.commit_error
+        self.container.commit()
+
+    def reload(self) -> None:
+        self.container.reload()
+
+
+def test_a_commit_that_persisted_is_not_retried(volume: FakeModalVolume, make_image_dir, caplog) -> None:
+    loaded = make_image_dir({"grounding.pth": os.urandom(100)}, name="grounding")
+    wanted = make_image_dir({"sam2.pt": os.urandom(100)}, name="sam2")
+    container = volume.container()
+    counting = CountingVolume(container)
+    cache = WeightCache(
+        ModalVolumeStore(counting, container.mount_path, lease=None, commit_backoff_seconds=60)
+    )
+    open_model = cache.ensure(loaded)
+    counting.commits = 0
+    with open(open_model.files[0], "rb"), caplog.at_level(logging.WARNING):
+        entry = cache.ensure(wanted)  # the commit persists; the reload that follows is refused
+    assert counting.commits == 1 and not entry.hit
+    assert any("the reload that follows a commit was refused" in r.getMessage() for r in caplog.records)
+    assert modal_cache(volume.container()).ensure(wanted).hit  # other containers see it
+
+
+@pytest.mark.parametrize("error", [TypeError("a bug"), NotImplementedError("a bug"), KeyError("a bug")])
+def test_a_programming_error_in_commit_is_raised_at_once(
+    volume: FakeModalVolume, make_image_dir, error: BaseException
+) -> None:
+    container = volume.container()
+    counting = CountingVolume(container, commit_error=error)
+    store = ModalVolumeStore(counting, container.mount_path, lease=None, commit_backoff_seconds=60)
+    with pytest.raises(type(error)):
+        WeightCache(store).ensure(make_image_dir())
+    assert counting.commits == 1
+
+
+class HalfWrittenSource(FailingSource):
+    """Writes half a file, holds it open until the lease has heartbeaten three times, then finishes."""
+
+    def __init__(self, leases: FakeModalDict) -> None:
+        self.leases = leases
+
+    def fetch(self, version: str, staging: Staging) -> None:
+        def chunks():
+            yield b"first half"
+            deadline = time.monotonic() + 120  # waits for the condition, however slow the machine
+            while time.monotonic() < deadline:
+                records = [value for key, value in self.leases.items() if key.endswith("/0")]
+                if records and records[0]["beat"] >= 3:
+                    break
+                time.sleep(0.01)
+            yield b"second half"
+
+        staging.write_stream("part.bin", chunks())
+
+
+def test_heartbeats_never_commit_the_volume(volume: FakeModalVolume) -> None:
+    container = volume.container()
+    counting = CountingVolume(container)
+    leases = FakeModalDict(volume.root / "leases.dict")
+    fast_heartbeat = LeaseSettings(lease_seconds=30, heartbeat_seconds=0.01, poll_seconds=0.05)
+    store = ModalVolumeStore(counting, container.mount_path, lease=fast_heartbeat, lease_dict=leases)
+    entry = WeightCache(store).ensure(HalfWrittenSource(leases))
+    assert (entry.path / "part.bin").read_bytes() == b"first halfsecond half"
+    assert counting.commits == 1  # the publish: none while the staging file was open and half written

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
+from collections.abc import Iterator
 from typing import Literal
 
 from pydantic import BaseModel
@@ -19,12 +22,13 @@ from .layout import entry_key, is_valid_key
 from .linking import LinkMode, link_entry
 from .manifest import Manifest
 from .outdated import UpdateCheck, check_for_updates
-from .populate import populate
+from .populate import populate, untrusted_import
 from .progress import ProgressCallback
 from .providers.base import Source, Store
 from .providers.local_store import LocalStore
 from .refs import read_ref, write_ref
 from .registry import SourceLike, parse_source
+from .transfer import ManifestSource
 from .verify import VerifyReport, load_manifest, newer_schema, stat_problems, verify_entry
 
 logger = logging.getLogger(__name__)
@@ -64,6 +68,8 @@ class WeightCache:
     ):
         self.store = store if isinstance(store, Store) else LocalStore(store or default_store_root())
         self.lock_timeout = lock_timeout
+        self._holding: dict[str, str] = {}  # source URI -> the key ensure() last returned for it
+        self._holding_guard = threading.Lock()
 
     def __repr__(self) -> str:
         return f"WeightCache({self.store!r})"
@@ -92,18 +98,24 @@ class WeightCache:
         sources) lays the entry out there as huggingface_hub's cache would hold it, linked, so
         ``from_pretrained("org/name")`` with ``HF_HUB_CACHE`` there reads it (see :mod:`.hf_cache_view`).
 
-        The entry is held in use until this process exits or calls :meth:`release`: another
-        process's ``gc`` or ``rm`` does not remove it meanwhile.
+        The entry is held in use until this process exits or calls :meth:`release` (or for the
+        block of :meth:`use`): another process's ``gc`` or ``rm`` does not remove it meanwhile.
+        A later ``ensure`` of the same source that returns another version releases the one it
+        superseded, as does one that probed a stale remembered version.
         """
         src = parse_source(source)
         version, origin = self._version(src, refresh=refresh)
         entry, seen = self._lookup(src, version, deep=repair, force=force)
         if entry is None and origin == "ref":
             # The remembered version is not usable: a miss needs the source anyway, so ask it what is current.
+            stale = self._key(src, version)
             version, origin = src.resolve(), "source"
+            if self._key(src, version) != stale:
+                self.release(stale)
             entry, seen = self._lookup(src, version, deep=repair, force=force)
         if entry is None:
             entry = self._populate(src, version, seen=seen, reuse=not (force or repair), progress=progress)
+        self._superseded(src.uri, entry.key)
         if origin == "source" and src.offline_first:
             self._remember(src, entry)
         if link_to is not None:
@@ -111,6 +123,19 @@ class WeightCache:
         if hf_cache is not None:
             lay_out_view(self.store.layout, src, entry, hf_cache)
         return entry
+
+    @contextlib.contextmanager
+    def use(self, source: SourceLike, **options: object) -> Iterator[Entry]:
+        """``with cache.use(source) as entry:``: ``ensure(source, **options)``, held for the block only.
+
+        For long-lived code: once the block ends, other processes' ``gc`` and ``rm`` may remove
+        the entry again (files still open stay readable; symlinks into it may dangle).
+        """
+        entry = self.ensure(source, **options)  # type: ignore[arg-type]
+        try:
+            yield entry
+        finally:
+            self.release(entry)
 
     # --- inspecting -------------------------------------------------------------------------
 
@@ -208,7 +233,11 @@ class WeightCache:
 
     def release(self, entry: Entry | str) -> None:
         """Stop holding an entry this process got from ``ensure()``: other processes may remove it again."""
-        release(self.store.use_lock_path(entry.key if isinstance(entry, Entry) else entry))
+        key = entry.key if isinstance(entry, Entry) else entry
+        with self._holding_guard:
+            for uri in [uri for uri, held in self._holding.items() if held == key]:
+                del self._holding[uri]
+        release(self.store.use_lock_path(key))
 
     def gc(self, *, keep: int = 1, dry_run: bool = False) -> GcReport:
         """Keep the ``keep`` newest versions of each source, remove the rest (see :mod:`weightcache.gc`)."""
@@ -230,6 +259,15 @@ class WeightCache:
         return link_entry(entry, dest, mode=mode, whole=whole, overwrite=overwrite)
 
     # --- internals --------------------------------------------------------------------------
+
+    def _superseded(self, uri: str, key: str) -> None:
+        """Record that ``uri`` now gives entry ``key``; release the entry it gave before, if another."""
+        with self._holding_guard:
+            previous = self._holding.get(uri)
+            self._holding[uri] = key
+            still_given = previous in self._holding.values()  # another URI names the same entry
+        if previous is not None and not still_given:
+            release(self.store.use_lock_path(previous))
 
     def _version(self, src: Source, *, refresh: bool) -> tuple[str, VersionOrigin]:
         pinned = src.pinned_version()
@@ -262,6 +300,14 @@ class WeightCache:
             if manifest is None:
                 self._refuse_newer(key)
                 return None, None
+        if untrusted_import(manifest) and not isinstance(src, ManifestSource):
+            logger.warning(
+                "entry %s was imported from %s and not vouched for; checking its files against %s",
+                key,
+                manifest.source_info.get("imported_from"),
+                src.uri,
+            )
+            return None, manifest
         report_problems = stat_problems(self.store.layout.files_dir(key), manifest)
         if not report_problems and deep:
             report_problems = verify_entry(self.store.layout, key, deep=True).problems

@@ -199,6 +199,7 @@ def crash_child() -> None:
 
 
 def _flip_one_byte(path: Path) -> None:
+    os.chmod(path, 0o644)  # entries are published read-only; the demo damages one on purpose
     with open(path, "r+b") as handle:
         handle.seek(-1, os.SEEK_END)
         last = handle.read(1)

@@ -132,3 +132,38 @@ class StoreNotFoundError(StoreError, FileNotFoundError):
 
 class StoreNotEmptyError(StoreError, ValueError):
     """The demo was given a store that already holds entries; it damages and collects entries on purpose."""
+
+
+# --- added later: arguments, leases, entries' files, archives, stores -----------------------
+
+
+class InvalidArgumentError(WeightCacheError, ValueError):
+    """An argument is out of range or contradictory (``gc(keep=0)``, an unknown link mode, a bad path)."""
+
+
+class LeaseLostError(StoreError):
+    """A populate lost its lease (another process took it over), so it stopped without publishing."""
+
+
+class EntryFileNotFoundError(EntryNotFoundError, KeyError):
+    """An entry has no file of that name (a ``KeyError`` too, as for a missing mapping key)."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; this is a sentence.
+        return str(self.args[0]) if self.args else ""
+
+
+class ArchiveError(WeightCacheError):
+    """An entry archive could not be read or written (not a tar archive, truncated, an unusable path)."""
+
+
+class ArchiveFormatError(ArchiveError, SourceError):
+    """What was given as an archive is not a complete tar archive (a truncated download, another file)."""
+
+
+class UnsafeStoreError(StoreError):
+    """A store's own directories lead out of it (a symlinked ``entries/``, staging, trash): gc refuses."""
+
+
+class VolumeNotMountedError(StoreError, ValueError):
+    """A Modal store's path is not on a mounted Volume in this container (a typo in the mount path)."""

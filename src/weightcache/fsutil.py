@@ -7,6 +7,7 @@ import errno
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
@@ -46,6 +47,20 @@ def check_utf8(name: str) -> None:
             f"file name {os.fsencode(name)!r} is not valid UTF-8, so a manifest cannot record it; "
             "rename the file"
         ) from None
+
+
+def open_regular(path: str | os.PathLike[str]) -> int | None:
+    """Open ``path`` for reading if it is a regular file; ``None`` if it is anything else.
+
+    Opens without blocking (``O_NONBLOCK``) and checks the open file itself, so a FIFO or
+    device swapped in for a file never blocks the caller, and no check-then-open race remains.
+    ``O_NONBLOCK`` has no effect on reads of a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        return fd
+    os.close(fd)
+    return None
 
 
 def unique_suffix() -> str:
@@ -133,6 +148,11 @@ def store_write_errors(store: str, needed_bytes: Callable[[], int] | None = None
             ) from exc
         if exc.errno in _READ_ONLY_ERRNOS:
             raise not_writable_error(store, exc.strerror or "permission denied") from exc
+        if exc.errno == errno.ENOTDIR:
+            raise StoreNotWritableError(
+                f"store {store} lies below something that is not a directory ({exc.filename}); "
+                "choose a store path whose parents are directories"
+            ) from exc
         raise
 
 

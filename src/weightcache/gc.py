@@ -1,23 +1,34 @@
-"""Garbage collection: old versions beyond ``keep`` per source, incomplete entries, abandoned staging."""
+"""Garbage collection: old versions beyond ``keep`` per source, incomplete entries, abandoned staging.
+
+gc removes only what it can prove is the store's: an entry directory with a valid manifest, or,
+in a directory that carries the store marker (see :meth:`StoreLayout.is_marked`), an entry
+directory named like a key without one and a staging or trash leftover named ``<key>.<token>``.
+It never follows a symlinked ``entries/``, ``.weightcache``, staging or trash directory out of
+the store: it refuses to run instead.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import defaultdict
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
-from .errors import LockTimeoutError, WeightCacheError
+from .errors import InvalidArgumentError, LockTimeoutError
 from .fsutil import remove_tree, tree_size, unique_suffix
 from .hf_cache_view import drop_views
 from .inuse import exclusive
+from .layout import StoreLayout, check_contained, is_valid_key
 from .manifest import Manifest
 from .populate import leftover_key, leftovers
 from .providers.base import Store
 from .refs import all_refs, drop_refs_to
 from .verify import load_manifest, newer_schema
+
+logger = logging.getLogger(__name__)
 
 RemovalReason = Literal["old-version", "incomplete", "leftover"]
 
@@ -50,21 +61,12 @@ def collect_garbage(store: Store, *, keep: int, dry_run: bool) -> GcReport:
     by another process right now is skipped (reported busy), not waited for.
     """
     if keep < 1:
-        raise WeightCacheError(
+        raise InvalidArgumentError(
             "gc keeps at least one version per source (--keep 1 or more); use rm to remove one"
         )
     layout = store.layout
-    candidates: list[tuple[Removal, Path]] = []
-    by_source: dict[str, list[Manifest]] = defaultdict(list)
-    if layout.entries_dir.is_dir():
-        for entry_dir in sorted(layout.entries_dir.iterdir()):
-            manifest = load_manifest(layout, entry_dir.name)
-            if manifest is None and newer_schema(layout, entry_dir.name) is None:
-                candidates.append(
-                    (Removal(key=entry_dir.name, reason="incomplete", bytes=tree_size(entry_dir)), entry_dir)
-                )
-            elif manifest is not None:
-                by_source[manifest.source].append(manifest)
+    check_contained(layout, "gc")
+    candidates, by_source = _scan_entries(layout, adopt=not dry_run)
     referenced = {ref.key for ref in all_refs(layout)}
     for manifests in by_source.values():
         manifests.sort(key=lambda manifest: manifest.created_at, reverse=True)
@@ -78,8 +80,6 @@ def collect_garbage(store: Store, *, keep: int, dry_run: bool) -> GcReport:
                     version=manifest.version,
                 )
                 candidates.append((removal, layout.entry_dir(manifest.key)))
-    for path in leftovers(layout):
-        candidates.append((Removal(key=leftover_key(path), reason="leftover", bytes=tree_size(path)), path))
 
     removed, busy = [], []
     for removal, path in candidates:
@@ -96,6 +96,63 @@ def collect_garbage(store: Store, *, keep: int, dry_run: bool) -> GcReport:
     )
 
 
+def _scan_entries(
+    layout: StoreLayout, *, adopt: bool
+) -> tuple[list[tuple[Removal, Path]], dict[str, list[Manifest]]]:
+    """Incomplete entries and leftovers that are provably the store's, and the valid entries by source.
+
+    ``adopt`` marks a store from before the marker (see :func:`is_store`); a dry run writes nothing.
+    """
+    found = [
+        (entry_dir, load_manifest(layout, entry_dir.name))
+        for entry_dir in (sorted(layout.entries_dir.iterdir()) if layout.entries_dir.is_dir() else [])
+    ]
+    by_source: dict[str, list[Manifest]] = defaultdict(list)
+    for _entry_dir, manifest in found:
+        if manifest is not None:
+            by_source[manifest.source].append(manifest)
+    if not is_store(layout, bool(by_source), mark=adopt):
+        return [], by_source
+    candidates = [
+        (Removal(key=entry_dir.name, reason="incomplete", bytes=tree_size(entry_dir)), entry_dir)
+        for entry_dir, manifest in found
+        if manifest is None and _collectable_incomplete(layout, entry_dir)
+    ]
+    candidates += [
+        (Removal(key=leftover_key(path), reason="leftover", bytes=tree_size(path)), path)
+        for path in leftovers(layout)
+    ]
+    return candidates, by_source
+
+
+def is_store(layout: StoreLayout, has_entries: bool, *, mark: bool = True) -> bool:
+    """Whether ``layout.root`` is provably a weightcache store, so its leftovers are gc's to remove.
+
+    The store marker proves it. A store written before the marker existed proves it with its
+    ``.weightcache`` directory and at least one valid entry (``has_entries``); it is marked now
+    (unless ``mark`` is false).
+    """
+    if layout.is_marked():
+        return True
+    if not (has_entries and layout.meta_dir.is_dir()):
+        logger.info("%s has no store marker: gc removes only entries with a manifest", layout.root)
+        return False
+    if mark:
+        with contextlib.suppress(OSError):  # a read-only store still proves itself; it just stays unmarked
+            layout.mark()
+    return True
+
+
+def _collectable_incomplete(layout: StoreLayout, entry_dir: Path) -> bool:
+    # Named like a key, a real directory, and not a newer release's entry: an interrupted or damaged entry.
+    return (
+        is_valid_key(entry_dir.name)
+        and entry_dir.is_dir()
+        and not entry_dir.is_symlink()
+        and newer_schema(layout, entry_dir.name) is None
+    )
+
+
 def remove_entry_dir(store: Store, key: str, path: Path, *, force: bool = False) -> bool:
     """Make ``path`` vanish at once (rename to trash), forget refs to ``key``, then delete it.
 
@@ -105,6 +162,7 @@ def remove_entry_dir(store: Store, key: str, path: Path, *, force: bool = False)
     symlinks into the entry dangle.
     """
     layout = store.layout
+    check_contained(layout, "removing an entry")
     layout.trash_dir.mkdir(parents=True, exist_ok=True)
     aside = layout.trash_dir / f"{key}.{unique_suffix()}"
     use_file = store.use_lock_path(key)

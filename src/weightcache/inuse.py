@@ -1,7 +1,9 @@
 """In-use holds: an entry a process got from ``ensure()`` is not removed under it by another process.
 
 A hold is a shared ``flock`` on the entry's use file (``.weightcache/locks/<key>.use``), taken by
-``ensure()`` and kept until the process exits or calls ``WeightCache.release``. ``gc`` and ``rm``
+``ensure()`` and kept until the process exits, calls ``WeightCache.release``, leaves the block of
+``WeightCache.use``, or gets another version of the same source from ``ensure()`` (the cache then
+releases the version it superseded, and any version it only probed through a stale ref). ``gc`` and ``rm``
 remove an entry only while holding an exclusive lock on that file, taken without waiting: an
 entry another process holds is skipped by ``gc`` and refused by ``rm``. The kernel drops a dead
 process's locks, so a killed process never pins an entry. A hold costs one ``open`` and one

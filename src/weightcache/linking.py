@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from .entry import Entry
-from .errors import LinkError
+from .errors import InvalidArgumentError, LinkError
 from .fsutil import remove_tree, unique_suffix
 
 LinkMode = Literal["symlink", "hardlink", "copy"]
@@ -30,11 +30,15 @@ def link_entry(
     leaving other files there alone. With ``whole=True``, ``dest`` itself becomes the entry
     (a symlink to ``entry.path``, or a tree of hardlinks or copies). Existing files and links
     are replaced atomically; parents are created; a non-empty real directory in the way is
-    refused unless ``overwrite=True``.
+    refused unless ``overwrite=True``. A destination inside the store, or an unknown
+    ``mode``, raises :class:`InvalidArgumentError` (a ``ValueError``).
+
+    Entry files are read-only; ``copy`` gives the application writable copies.
     """
     if mode not in LINK_MODES:
-        raise LinkError(f"unknown link mode {mode!r}; use one of {', '.join(LINK_MODES)}")
+        raise InvalidArgumentError(f"unknown link mode {mode!r}; use one of {', '.join(LINK_MODES)}")
     target = Path(dest).expanduser().absolute()
+    _refuse_inside_store(entry, target, whole=whole)
     try:
         if whole:
             _place_whole(entry, target, mode, overwrite)
@@ -48,6 +52,18 @@ def link_entry(
     except OSError as exc:
         raise _link_error(exc, target, mode) from exc
     return target
+
+
+def _refuse_inside_store(entry: Entry, target: Path, *, whole: bool) -> None:
+    """A destination inside the store would replace cached files with links to themselves."""
+    store_root = os.path.realpath(entry.path.parents[2])  # <root>/entries/<key>/files
+    # whole=True replaces ``target`` itself (a link there is not followed); otherwise files go inside it.
+    parent = os.path.realpath(target.parent)
+    written = os.path.join(parent, target.name) if whole else os.path.realpath(target)
+    if os.path.commonpath([written, store_root]) == store_root:
+        raise InvalidArgumentError(
+            f"cannot link into {target}: it is inside the store {store_root}; link to a directory outside it"
+        )
 
 
 def _place_whole(entry: Entry, target: Path, mode: LinkMode, overwrite: bool) -> None:

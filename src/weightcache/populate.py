@@ -8,15 +8,20 @@ import os
 import time
 from pathlib import Path
 
+from .entry import IMPORT_TRUSTED, IMPORTED_FROM
 from .errors import EmptySourceError
 from .fsutil import fsync_dir, fsync_tree_dirs, remove_tree, store_write_errors, unique_suffix
-from .layout import FILES_DIR_NAME, MANIFEST_NAME, StoreLayout
-from .manifest import FileRecord, Manifest, write_manifest
+from .layout import FILES_DIR_NAME, MANIFEST_NAME, StoreLayout, is_leftover_name
+from .manifest import Manifest, write_manifest
 from .progress import ProgressCallback
 from .providers.base import PopulateLock, Source, Store
 from .resume import salvage
-from .staging import Staging
+from .staging import KnownFile, Staging
 from .verify import load_manifest
+
+#: Published files are read-only: a write through a symlink or hardlink into the store fails
+#: instead of silently corrupting the cache (``copy`` link mode still gives writable copies).
+READ_ONLY = 0o444
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +40,9 @@ def populate(
 
     ``reuse`` lets the source take unchanged files from earlier entries (see
     :meth:`Staging.try_reuse`) without rehashing them; a repair must not, since the damage it
-    repairs may be in those very files (hardlinked entries share them).
+    repairs may be in those very files (hardlinked entries share them). The entry being
+    replaced is never a donor, except an imported entry not yet trusted: its files are taken
+    only after rehashing them against the SHA-256 the source gives (see :func:`reusable_files`).
 
     Nothing is visible under ``entries/`` until every file is written, hashed, checked and
     fsynced and the manifest written beside them; one rename then publishes the entry. On any
@@ -44,13 +51,15 @@ def populate(
     from the bytes on disk (see :mod:`weightcache.resume`).
     """
     layout = store.layout
+    with store_write_errors(store.describe()):
+        layout.mark()
     staging_dir = layout.staging_dir / f"{key}.{unique_suffix()}"
     reclaim_abandoned(layout, key, resume_into=staging_dir)
     staging = Staging(
         staging_dir,
         store_name=store.describe(),
         progress=progress,
-        known_files=(lambda: files_by_sha256(layout, source.identity)) if reuse else None,
+        known_files=(lambda: reusable_files(layout, source.identity, key)) if reuse else None,
     )
     started = time.perf_counter()
     logger.info("populating %s from %s (version %s)", key, source.uri, version)
@@ -90,6 +99,8 @@ def publish(layout: StoreLayout, staged: Path, manifest: Manifest) -> None:
     The rename is the commit: the entry appears with its manifest, all at once, so no failure
     (a full disk, a kill) can leave a directory under ``entries/`` that lacks one.
     """
+    for record in manifest.files:
+        os.chmod(staged / FILES_DIR_NAME / record.path, READ_ONLY)
     write_manifest(staged / MANIFEST_NAME, manifest)
     fsync_tree_dirs(staged / FILES_DIR_NAME)
     entry_dir = layout.entry_dir(manifest.key)
@@ -104,19 +115,34 @@ def publish(layout: StoreLayout, staged: Path, manifest: Manifest) -> None:
         remove_tree(replaced)
 
 
-def files_by_sha256(layout: StoreLayout, identity: str) -> dict[str, tuple[Path, FileRecord]]:
-    """Files with a source-vouched SHA-256 in the published entries of source ``identity``."""
-    found: dict[str, tuple[Path, FileRecord]] = {}
+def reusable_files(layout: StoreLayout, identity: str, key: str) -> dict[str, KnownFile]:
+    """Files with a SHA-256 in the published entries of source ``identity``, for a populate of ``key``.
+
+    The entry ``key`` itself (the one being repaired or replaced) is left out: its files may be
+    the very damage being repaired. An imported entry not yet trusted is the exception: its
+    files are offered for checking (rehashed against the source's SHA-256 before use), which is
+    how it is verified against its source instead of being downloaded again.
+    """
+    found: dict[str, KnownFile] = {}
     if not layout.entries_dir.is_dir():
         return found
     for entry_dir in layout.entries_dir.iterdir():
         manifest = load_manifest(layout, entry_dir.name)
         if manifest is None or manifest.source != identity:
             continue
+        untrusted = untrusted_import(manifest)
+        if manifest.key == key and not untrusted:
+            continue
         for record in manifest.files:
-            if record.sha256 is not None:
-                found[record.sha256] = (layout.files_dir(manifest.key) / record.path, record)
+            if record.sha256 is not None and (record.sha256 not in found or found[record.sha256].check):
+                path = layout.files_dir(manifest.key) / record.path  # a trusted donor is preferred
+                found[record.sha256] = KnownFile(path, record, check=untrusted)
     return found
+
+
+def untrusted_import(manifest: Manifest) -> bool:
+    """Whether the entry was imported from an archive and the user did not vouch for it (``--trust``)."""
+    return IMPORTED_FROM in manifest.source_info and manifest.source_info.get(IMPORT_TRUSTED) != "yes"
 
 
 def reclaim_abandoned(layout: StoreLayout, key: str, *, resume_into: Path | None = None) -> None:
@@ -142,8 +168,12 @@ def leftovers(layout: StoreLayout, key: str | None = None) -> list[Path]:
     """Staging and trash directories (of ``key``, or of every key), named ``<key>.<token>``."""
     found = []
     for parent in (layout.staging_dir, layout.trash_dir):
-        if parent.is_dir():
-            found += [path for path in parent.iterdir() if key is None or leftover_key(path) == key]
+        if parent.is_dir() and not parent.is_symlink():
+            found += [
+                path
+                for path in parent.iterdir()
+                if is_leftover_name(path.name) and (key is None or leftover_key(path) == key)
+            ]
     return found
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from .constants import CHUNK_BYTES, READ_THREADS
 from .entry import Entry
 from .errors import LoadError
+from .fsutil import open_regular
 from .targets import Targets, flatten_targets, missing_file_error, unique_paths
 
 __all__ = ["PrefetchHandle", "PrefetchReport", "prefetch", "prefetch_in_background"]
@@ -261,9 +262,11 @@ def _size_of(path: Path) -> int:
 
 def _open_for_prefetch(path: Path) -> int:
     try:
-        descriptor = os.open(path, os.O_RDONLY)
+        descriptor = open_regular(path)  # never blocks: a FIFO would hang a plain open()
     except FileNotFoundError:
         raise missing_file_error(path) from None
+    if descriptor is None:
+        raise LoadError(f"{path} is not a regular file (a FIFO or a device); prefetch reads only files")
     if hasattr(os, "posix_fadvise"):
         # Starts a local disk's own readahead of the whole file; where it is ignored, nothing is lost.
         os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_WILLNEED)

@@ -8,21 +8,63 @@ file is in and checked does the cache rename the staging directory into place.
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from .errors import SourceError, StoreFullError
-from .fsutil import remove_tree, safe_relpath
-from .hashing import Digests, HashingWriter, hash_file, iter_file_chunks
+from .constants import CHUNK_BYTES
+from .errors import IntegrityError, SourceChangedError, SourceError, StoreFullError, UnsafePathError
+from .fsutil import open_regular, remove_tree, safe_relpath
+from .hashing import Digests, HashingWriter, hash_file
 from .manifest import FileRecord
 from .progress import ProgressCallback, ProgressEvent, emit
 from .ranged import RangedWriter
 from .resume import Journal, claim, discard_all
+
+logger = logging.getLogger(__name__)
+
+# A name the store's filesystem cannot hold: too long, or a file where a directory must be (or back).
+_NAME_ERRNOS = {errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTDIR, errno.EISDIR}
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """A file of a published entry that a populate may take instead of fetching it again.
+
+    ``check`` files are rehashed against the SHA-256 the source gives before they are taken
+    (the files of an imported entry being checked against its source); the others are taken
+    as they are, by hardlink where the store allows.
+    """
+
+    path: Path
+    record: FileRecord
+    check: bool = False
+
+
+@contextlib.contextmanager
+def _name_errors(relpath: str) -> Iterator[None]:
+    """Turn a file name the store's filesystem refuses into one clear :class:`UnsafePathError`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise UnsafePathError(
+                f"file name {relpath!r} is too long for the store's filesystem; rename it in the source"
+            ) from exc
+        if exc.errno in _NAME_ERRNOS:
+            raise UnsafePathError(
+                f"the source gives both a file and a directory named {relpath.split('/')[0]!r} "
+                f"(at {relpath!r}); a directory tree cannot hold both, so rename one"
+            ) from exc
+        raise
 
 
 class Staging:
@@ -34,12 +76,12 @@ class Staging:
         *,
         store_name: str,
         progress: ProgressCallback | None = None,
-        known_files: Callable[[], dict[str, tuple[Path, FileRecord]]] | None = None,
+        known_files: Callable[[], dict[str, KnownFile]] | None = None,
     ) -> None:
         self.directory = directory
         self.files_dir = directory / "files"
         self._known_files = known_files
-        self._known: dict[str, tuple[Path, FileRecord]] | None = None
+        self._known: dict[str, KnownFile] | None = None
         #: Bytes the source announced through :meth:`plan` (0 until then).
         self.planned_bytes = 0
         self._store_name = store_name
@@ -67,8 +109,10 @@ class Staging:
 
     def path_for(self, name: str) -> Path:
         """The staging path for a file named ``name`` (validated), with its parent created."""
-        path = self.files_dir / safe_relpath(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        relpath = safe_relpath(name)
+        path = self.files_dir / relpath
+        with _name_errors(relpath):
+            path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
     def write_stream(
@@ -85,7 +129,10 @@ class Staging:
         file is not recorded.
         """
         relpath = safe_relpath(name)
-        with HashingWriter(self.path_for(relpath), sha256=sha256 is not None) as writer:
+        target = self.path_for(relpath)
+        with _name_errors(relpath):
+            writer = HashingWriter(target, sha256=sha256 is not None)
+        with writer:
             for chunk in chunks:
                 writer.write(chunk)
                 self.report_bytes(relpath, len(chunk), file_size=size)
@@ -111,7 +158,7 @@ class Staging:
 
         With ``version`` (what names these exact bytes: ``sha256 HEX``, an ETag...), the writer
         journals its progress, and resumes from what a killed populate of the same entry left
-        for the same version: :meth:`RangedWriter.missing` lists what is still to fetch. Finish
+        for the same version (those ranges count as written). Finish
         with :meth:`close_ranges`, or leave the writer's ``with`` block on an exception.
         """
         relpath = safe_relpath(name)
@@ -121,9 +168,10 @@ class Staging:
             journal = Journal(self.directory, relpath, size=size, version=version)
             resume = claim(self.directory, journal, target)
         on_write = partial(self.report_bytes, relpath, file_size=size)
-        writer = RangedWriter(
-            target, size, sha256=sha256 is not None, on_write=on_write, journal=journal, resume=resume
-        )
+        with _name_errors(relpath):
+            writer = RangedWriter(
+                target, size, sha256=sha256 is not None, on_write=on_write, journal=journal, resume=resume
+            )
         if resume:
             self.report_bytes(relpath, writer.resumed_bytes(), file_size=size)
         return writer
@@ -164,8 +212,12 @@ class Staging:
         emit(self._progress, ProgressEvent("advance", path=name, nbytes=nbytes, file_size=file_size))
 
     def copy_file(self, src: Path, name: str, *, size: int | None = None) -> FileRecord:
-        """Copy a local file into staging in one pass (read, hash, write)."""
-        return self.write_stream(name, iter_file_chunks(src), size=size)
+        """Copy a local file into staging in one pass (read, hash, write).
+
+        ``src`` must still be a regular file: one replaced by a FIFO or a device since the
+        source listed it raises :class:`SourceChangedError` at once instead of blocking.
+        """
+        return self.write_stream(name, _regular_file_chunks(src), size=size)
 
     def adopt(self, name: str, *, size: int | None = None, sha256: str | None = None) -> FileRecord:
         """Record a file a third-party downloader already wrote at :meth:`path_for` ``(name)``.
@@ -186,28 +238,44 @@ class Staging:
 
         Sources call this before downloading a file whose SHA-256 they know (incremental updates:
         a new revision re-downloads only what changed). Hardlinks where the store allows, else
-        copies. Returns the record, or ``None`` when no earlier entry has the content.
+        copies. Returns the record, or ``None`` when no earlier entry has the content (or the
+        file there is no longer a regular file of that size: then the source fetches it).
         """
         with self._lock:
             if self._known is None:
                 self._known = self._known_files() if self._known_files is not None else {}
             found = self._known.get(sha256.lower())
-        if found is None or found[1].size != size:
+        if found is None or found.record.size != size or not _regular_of_size(found.path, size):
             return None
-        existing, known = found
         relpath = safe_relpath(name)
         target = self.path_for(relpath)
+        if found.check:
+            return self._copy_checked(found.path, relpath, size=size, sha256=sha256)
         try:
-            os.link(existing, target)
+            os.link(found.path, target, follow_symlinks=False)
+        except FileNotFoundError:
+            return None  # removed since it was listed: fetch it
         except OSError:
-            return self.write_stream(relpath, iter_file_chunks(existing), size=size, sha256=sha256)
-        record = known.model_copy(update={"path": relpath})
+            return self._copy_checked(found.path, relpath, size=size, sha256=sha256)
+        if not _regular_of_size(target, size):  # replaced between the check and the link
+            target.unlink()
+            return None
+        record = found.record.model_copy(update={"path": relpath})
         emit(
             self._progress,
             ProgressEvent("advance", path=record.path, nbytes=record.size, file_size=record.size),
         )
         emit(self._progress, ProgressEvent("file_done", path=record.path, file_size=record.size))
         return self._add(record)
+
+    def _copy_checked(self, existing: Path, relpath: str, *, size: int, sha256: str) -> FileRecord | None:
+        """Copy ``existing`` in, checked against ``sha256``; ``None`` (fetch it) if it differs or is gone."""
+        try:
+            return self.write_stream(relpath, _regular_file_chunks(existing), size=size, sha256=sha256)
+        except (IntegrityError, SourceChangedError, FileNotFoundError) as exc:
+            logger.info("not reusing %s for %s (%s); fetching it", existing, relpath, exc)
+            (self.files_dir / relpath).unlink(missing_ok=True)
+            return None
 
     # --- what the cache reads -----------------------------------------------------------
 
@@ -228,3 +296,27 @@ class Staging:
                 raise SourceError(f"the source gave two files named {record.path!r}; rename one of them")
             self._records[record.path] = record
         return record
+
+
+def _regular_of_size(path: Path, size: int) -> bool:
+    """Whether ``path`` itself (no symlink followed) is a regular file of ``size`` bytes."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == size
+
+
+def _regular_file_chunks(path: Path) -> Iterator[memoryview]:
+    """Regular file ``path`` as views of one reused buffer (as :func:`~.hashing.iter_file_chunks`).
+
+    Raises :class:`SourceChangedError` if ``path`` is no longer a regular file (a FIFO would block).
+    """
+    fd = open_regular(path)
+    if fd is None:
+        raise SourceChangedError(f"{path} is no longer a regular file; run again once the source is stable")
+    with open(fd, "rb", buffering=0) as handle:
+        buffer = bytearray(min(CHUNK_BYTES, max(os.fstat(fd).st_size, 64 * 1024)))
+        view = memoryview(buffer)
+        while count := handle.readinto(buffer):
+            yield view[:count]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from .entry import IMPORT_TRUSTED, IMPORTED_FROM
 from .errors import ChecksumMismatchError, IntegrityError, ManifestError
 from .layout import entry_key
 from .manifest import Manifest
@@ -27,11 +28,24 @@ class ManifestSource(Source):
     recorded), and every listed file must come; otherwise nothing is published. ``origin``
     names where the files come from in errors. The entry keeps its key, so a store that
     already holds it reports a hit without reading anything.
+
+    ``imported`` marks the copy as imported from ``origin`` in its manifest's ``source_info``
+    (``imported_from``, and ``import_trusted``: ``yes`` when ``trusted``). An archive proves only
+    that it is intact, not that it holds the source's own bytes, so an untrusted import is
+    checked against its source before a plain ``ensure`` of that source serves it.
     """
 
     scheme = "entry"
 
-    def __init__(self, manifest: Manifest, open_files: Callable[[], FileStream], *, origin: str) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        open_files: Callable[[], FileStream],
+        *,
+        origin: str,
+        imported: bool = False,
+        trusted: bool = False,
+    ) -> None:
         self._slug = manifest.key.rsplit("-", 1)[0]
         if entry_key(self._slug, manifest.source, manifest.version) != manifest.key:
             raise ManifestError(
@@ -41,6 +55,8 @@ class ManifestSource(Source):
         self.manifest = manifest
         self._open_files = open_files
         self._origin = origin
+        self._imported = imported
+        self._trusted = trusted
 
     @property
     def uri(self) -> str:
@@ -61,8 +77,16 @@ class ManifestSource(Source):
         return self.manifest.version
 
     def source_info(self) -> dict[str, str]:
-        """What the original source recorded."""
-        return dict(self.manifest.source_info)
+        """What the original source recorded, and for an import where it came from.
+
+        An import replaces any import marks the archive's manifest carries: only this import says
+        what it is. A plain copy (a pull) keeps them, so a copy of an import stays one.
+        """
+        info = dict(self.manifest.source_info)
+        if self._imported:
+            info[IMPORTED_FROM] = self._origin
+            info[IMPORT_TRUSTED] = "yes" if self._trusted else "no"
+        return info
 
     def fetch(self, version: str, staging: Staging) -> None:
         """Write every file from the stream into staging, checking each against the manifest."""

@@ -1,9 +1,10 @@
 """Modal containers SIGKILLed at every named point of a populate, on a shared (fake) Volume.
 
-A container killed on Modal loses what it did not commit, but its lease heartbeat may already
-have committed part of its staging, its lease record, or (after the publish) its entry. Each
-trial forks a process that starts a container, populates a new version under a fast lease,
-and is killed at a named point (or after a random delay). Then a fresh container must: list
+A container killed on Modal loses what it did not commit, but Modal's background commits may
+already have committed part of its staging or (after the publish) its entry, and its lease
+stays in the Dict, never released. Each trial forks a process that starts a container (with
+background commits every 50 ms), populates a new version under a fast lease, and is killed at
+a named point (or after a random delay). Then a fresh container must: list
 only complete, byte-exact entries; take over the dead holder's lease and succeed; and leave no
 staging on the Volume once the lease has lapsed and gc ran.
 
@@ -24,15 +25,17 @@ import pytest
 from tests.reliability.crash import POINTS, run_child
 from tests.reliability.test_crash import SEED, TRIALS
 from weightcache import LeaseSettings, ModalVolumeStore, WeightCache
-from weightcache.testing import FakeModalVolume
+from weightcache.testing import FakeModalDict, FakeModalVolume
 
-FAST = LeaseSettings(lease_seconds=0.5, heartbeat_seconds=0.1, poll_seconds=0.05, settle_seconds=0.05)
+FAST = LeaseSettings(lease_seconds=0.5, heartbeat_seconds=0.1, poll_seconds=0.05)
 POPULATE_POINTS = [point for point in POINTS if point not in ("adopt-hash", "reuse-link", "drop-refs")]
 
 
 def _cache(volume: FakeModalVolume):  # type: ignore[no-untyped-def]
-    container = volume.container()
-    return container, WeightCache(ModalVolumeStore(container, container.mount_path, lease=FAST))
+    container = volume.container(background_commit_seconds=0.05)
+    leases = FakeModalDict(volume.root / "leases.dict")
+    store = ModalVolumeStore(container, container.mount_path, lease=FAST, lease_dict=leases)
+    return container, WeightCache(store)
 
 
 def _check_and_recover(volume: FakeModalVolume, source: Path, expected: dict[str, dict[str, str]]) -> bool:

@@ -108,7 +108,7 @@ def body_bytes(server: FileServer, since: int = 0) -> int:
 
 
 def server_size(server: FileServer, path: str) -> int:
-    return server._resources[path].size  # noqa: SLF001 - the test's own server
+    return server._resources[path].size  # the test's own server
 
 
 def serve(server: FileServer, rng: random.Random, sizes: dict[str, int], *, pinned: bool = True):

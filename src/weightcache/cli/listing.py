@@ -5,7 +5,8 @@ source and version are shortened in the middle, so both ends stay readable, and 
 ``files`` columns are dropped, in that order, when the source would otherwise get too little room.
 When even that leaves no room (long keys on a narrow terminal), each entry takes three lines: its
 key, its source, then the rest. Piped, every value is printed whole, one entry per line, tab-separated after a
-header line.
+header line. An entry restored by ``import`` ends its source with ``[imported]``: its bytes came from
+an archive, not from the source itself.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _row(entry: Entry) -> dict[str, str]:
     manifest = entry.manifest
     return {
         "key": entry.key,
-        "source": safe_display(manifest.source),
+        "source": safe_display(manifest.source) + (" [imported]" if entry.imported_from else ""),
         "version": safe_display(manifest.version),
         "files": str(len(manifest.files)),
         "size": human_bytes(manifest.total_bytes),

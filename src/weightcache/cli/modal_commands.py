@@ -17,10 +17,9 @@ import typer
 from rich.markup import escape
 
 from .. import remote_volume
-from ..archive import export_entry, import_archive
+from ..archive import export_entry, export_to_path, import_archive, open_archive
 from ..entry import Entry
-from ..errors import EntryNotFoundError, StoreError
-from ..fsutil import unique_suffix
+from ..errors import EntryNotFoundError
 from ..layout import is_valid_key
 from ..remote_volume import VolumeEntries, modal_errors
 from ..verify import VerifyReport
@@ -95,19 +94,8 @@ def export_command(
             )
         export_entry(cache, key, sys.stdout.buffer)
         return
+    entry = export_to_path(cache, key, output)  # a FIFO or device is written through, never replaced
     target = Path(output)
-    partial = target.with_name(f".{target.name}.{unique_suffix()}.partial")
-    try:
-        with open(partial, "wb") as handle:
-            entry = export_entry(cache, key, handle)
-        os.replace(partial, target)
-    except OSError as exc:
-        raise StoreError(
-            f"could not write {target} ({exc.strerror or exc}); check the path and free space"
-        ) from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
     if json:
         print_json({**EntryInfo.of(entry).model_dump(), "archive": str(target)})
     else:
@@ -117,6 +105,13 @@ def export_command(
 @command("import")
 def import_command(
     archive: Annotated[str, typer.Argument(help="A tar archive from export; - for stdin.")],
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            help="Take the archive as its source's own bytes (else ensure checks them against the source).",
+        ),
+    ] = False,
     store: StoreOpt = None,
     json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -124,7 +119,7 @@ def import_command(
     """Publish the entry in an archive, only if every file matches the manifest inside it."""
     cache = open_cache(store)
     with RichProgress(stderr) as progress, _open_input(archive) as stream:
-        entry = import_archive(cache, stream, name=archive, progress=progress)
+        entry = import_archive(cache, stream, name=archive, trust=trust, progress=progress)
     _print_copied(entry, "imported", json)
 
 
@@ -170,9 +165,7 @@ def _open_input(archive: str) -> Iterator[IO[bytes]]:
     if archive == "-":
         yield sys.stdin.buffer
         return
-    try:
-        handle = open(archive, "rb")  # noqa: SIM115  (closed below)
-    except FileNotFoundError:
-        raise typer.BadParameter(f"{archive} does not exist", param_hint="ARCHIVE") from None
-    with handle:
+    if not os.path.lexists(archive):
+        raise typer.BadParameter(f"{archive} does not exist", param_hint="ARCHIVE")
+    with open_archive(archive) as handle:  # a directory or unreadable path is one clear error
         yield handle

@@ -39,6 +39,7 @@ class EntryInfo(BaseModel):
     bytes: int
     created_at: str
     populate_seconds: float
+    imported_from: str | None = None
 
     @classmethod
     def of(cls, entry: Entry) -> EntryInfo:
@@ -54,6 +55,7 @@ class EntryInfo(BaseModel):
             bytes=manifest.total_bytes,
             created_at=manifest.created_at.isoformat(),
             populate_seconds=manifest.populate_seconds,
+            imported_from=entry.imported_from,
         )
 
 

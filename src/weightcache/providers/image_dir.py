@@ -7,6 +7,7 @@ and mtimes, computed with ``stat`` alone, so a rebuilt image with changed weight
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
@@ -14,9 +15,15 @@ from functools import partial
 from pathlib import Path
 
 from ..constants import IO_THREADS
-from ..errors import EmptySourceError, SourceChangedError, SourceNotFoundError, UnsafePathError
+from ..errors import (
+    EmptySourceError,
+    InvalidSourceError,
+    SourceChangedError,
+    SourceNotFoundError,
+    UnsafePathError,
+)
 from ..fsutil import check_utf8
-from ..layout import short_hash
+from ..layout import STORE_META_NAME, short_hash
 from ..parallel import run_parallel
 from ..staging import Staging
 from .base import Source
@@ -86,6 +93,13 @@ class ImageDirSource(Source):
             info = os.stat(self.path)
         except FileNotFoundError:
             raise SourceNotFoundError(f"source path {self.path} does not exist; check the path") from None
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            raise InvalidSourceError(
+                f"source path {os.fspath(self.path)[:60]}... is too long for the filesystem "
+                f"({len(os.fsencode(self.path)):,} bytes); give a shorter path"
+            ) from None
         if stat.S_ISREG(info.st_mode):
             return [_SourceFile(self.path.name, os.fspath(self.path), info.st_size, info.st_mtime_ns)]
         if not stat.S_ISDIR(info.st_mode):
@@ -104,6 +118,11 @@ class ImageDirSource(Source):
         with os.scandir(directory) as entries:
             for item in entries:
                 relpath = item.path[prefix:]
+                if item.name == STORE_META_NAME and item.is_dir(follow_symlinks=False):
+                    raise InvalidSourceError(
+                        f"source directory {self.path} contains a weightcache store (at {item.path}), "
+                        "which changes as it is written; put the store outside the source directory"
+                    )
                 if item.is_symlink():
                     _check_link_inside(item.path, relpath, real_root)
                 if item.is_dir(follow_symlinks=False):

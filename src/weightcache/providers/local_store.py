@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..constants import EMPTY_LEASE_SECONDS, LEASE_POLL_SECONDS, LEASE_SECONDS
-from ..errors import LockTimeoutError, StoreError
+from ..errors import LeaseLostError, LockTimeoutError
 from ..fsutil import store_write_errors
 from .base import Store
 
@@ -87,7 +87,7 @@ class LeaseLock:
     def check(self) -> None:
         """Raise if another process took over this lease (ours went unrefreshed too long)."""
         if self._lease.compromise is not None:
-            raise StoreError(
+            raise LeaseLostError(
                 f"lost the populate lease on {self._description} ({self._lease.compromise.reason}); "
                 "another process took over, so this populate stops without publishing"
             )

@@ -1,29 +1,28 @@
-"""Single flight across Modal containers: a lease record committed to the Volume.
+"""Single flight across Modal containers, on ``modal.Dict``'s atomic create.
 
-A Modal Volume has no lock; containers see each other's writes only through ``commit()``
-and ``reload()``. So a container about to populate an entry coordinates through a small
-record at ``.weightcache/leases/<key>.json``:
+A Modal Volume has no lock, but a ``modal.Dict`` has an atomic create-if-absent:
+``Dict.put(key, value, skip_if_exists=True)`` returns whether it created the key
+(``_Dict.put`` in modal/dict.py sends ``DictUpdateRequest(if_not_exists=...)`` and returns
+the server's ``created``). The lease on an entry is a sequence of *generations*, one Dict key
+each (``<namespace>/<entry key>/<generation>``):
 
-1. **Wait.** Reload; if the entry is there, stop. If another container's record is fresh
-   (renewed within the ``lease_seconds`` it promised), reload again every ``poll_seconds``.
-2. **Claim.** Otherwise write our record, commit, wait ``settle_seconds``, reload and read
-   the record back. Claims that raced were merged last-writer-wins, so every claimant reads
-   the same winner; the others go back to waiting.
-3. **Hold.** The winner rewrites and commits its record every ``heartbeat_seconds`` while it
-   fetches, and removes it (with a commit) when done. A crashed holder stops renewing, so the
-   others take over ``lease_seconds`` after its last renewal.
+1. **Acquire.** Read the current generation. If its key is absent, create it; exactly one
+   container's create succeeds, and that container holds the lease.
+2. **Wait.** If a holder's record is there, poll it every ``poll_seconds`` (a Dict read, no
+   Volume reload). When it says *released*, reload the Volume: the entry is usually there.
+3. **Take over.** A holder heartbeats by bumping a counter in its record every
+   ``heartbeat_seconds``. A waiter that sees the counter unchanged for ``lease_seconds`` of
+   its *own* monotonic clock (no clock comparison across machines) moves to the next
+   generation and creates that key: again exactly one container wins, however many saw the
+   holder die. A holder that finds the next generation's key exists has lost its lease.
 
-Correctness never depends on the lease. Two containers that both populate each publish a
-complete entry (files, then the manifest) and each commit carries all of its files, so
-the last commit wins whole and the entry is valid either way; the lease only saves the
-duplicate download. Clocks of Modal containers are NTP-synchronised: the staleness test
-compares a record's renewal time with this container's clock, so skew only needs to be
-small next to ``lease_seconds``.
+Correctness never depends on the lease: two containers that both populate each publish a
+complete entry, and the last commit wins whole. Without a Dict, each container that misses
+populates on its own (see :class:`~weightcache.providers.modal_volume.ModalVolumeStore`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -31,15 +30,12 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from types import TracebackType
-from typing import TYPE_CHECKING
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import LockTimeoutError
-from ..fsutil import atomic_write_bytes
 from ..verify import load_manifest, stat_problems
+from ._modal_errors import PROGRAMMING_ERRORS
 
 if TYPE_CHECKING:
     from .modal_volume import ModalVolumeStore
@@ -47,23 +43,32 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+class LeaseDict(Protocol):
+    """What the lease needs from a ``modal.Dict`` (or :class:`~weightcache.testing.FakeModalDict`)."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value at ``key``, or ``default``."""
+
+    def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool:
+        """Store ``value``; with ``skip_if_exists``, only if absent. Return whether it was stored."""
+
+
 @dataclass(frozen=True)
 class LeaseSettings:
     """Timings of the cross-container lease; the defaults suit a 30 GB model fetched for minutes.
 
-    ``lease_seconds``: how long after its last renewal a holder is presumed dead (generous:
-    a commit of a container busy writing gigabytes can be slow). ``heartbeat_seconds``: how
-    often the holder renews. ``poll_seconds``: how often waiters reload. ``settle_seconds``:
-    how long a claimant waits for racing claims to land before reading back who won.
+    ``lease_seconds``: how long a waiter watches a holder's heartbeat stand still before
+    taking over (generous: a container busy writing gigabytes may be slow to renew).
+    ``heartbeat_seconds``: how often the holder renews. ``poll_seconds``: how often waiters
+    read the holder's record (one Dict read each).
     """
 
-    lease_seconds: float = 120.0
-    heartbeat_seconds: float = 20.0
-    poll_seconds: float = 5.0
-    settle_seconds: float = 3.0
+    lease_seconds: float = 60.0
+    heartbeat_seconds: float = 5.0
+    poll_seconds: float = 0.25
 
     def __post_init__(self) -> None:
-        if min(self.lease_seconds, self.heartbeat_seconds, self.poll_seconds, self.settle_seconds) <= 0:
+        if min(self.lease_seconds, self.heartbeat_seconds, self.poll_seconds) <= 0:
             raise ValueError("lease timings must be positive numbers of seconds")
         if self.heartbeat_seconds >= self.lease_seconds:
             raise ValueError(
@@ -71,140 +76,148 @@ class LeaseSettings:
             )
 
 
-class LeaseRecord(BaseModel):
-    """Who is populating an entry, as committed to the Volume."""
+class DictLease:
+    """The right to populate ``key`` on a Modal Volume, coordinated through ``leases`` (a Dict).
 
-    key: str
-    holder: str  # host:pid:token, so a person reading the Volume can tell which container it is
-    renewed_at: datetime
-    lease_seconds: float
-
-    def age(self) -> float:
-        """Seconds since the last renewal, by this container's clock."""
-        return (datetime.now(timezone.utc) - self.renewed_at).total_seconds()
-
-    def is_stale(self) -> bool:
-        """Whether the holder missed renewing within the time it promised."""
-        return self.age() > self.lease_seconds
-
-
-class VolumeLease:
-    """The right to populate ``key`` on a Modal Volume, coordinated with other containers.
-
-    Entering returns once the entry is visible, or this container holds the lease, or
-    coordinating is impossible (the Volume cannot be reloaded or committed): then it
-    populates anyway, which is safe. ``timeout=0`` only checks for a fresh foreign lease
-    (raising :class:`LockTimeoutError` if there is one) and claims nothing.
+    Entering returns once the entry is visible, or this container holds the lease.
+    ``timeout=0`` only checks for a live holder (raising :class:`LockTimeoutError` if there is
+    one; for this probe a holder is live if it renewed within ``lease_seconds`` by wall clock)
+    and claims nothing.
     """
 
     def __init__(
-        self, store: ModalVolumeStore, key: str, settings: LeaseSettings, *, timeout: float | None
+        self,
+        store: ModalVolumeStore,
+        leases: LeaseDict,
+        key: str,
+        settings: LeaseSettings,
+        *,
+        timeout: float | None,
     ) -> None:
         self._store = store
+        self._leases = leases
         self._key = key
         self._settings = settings
         self._timeout = timeout
-        self._path = store.layout.meta_dir / "leases" / f"{key}.json"
+        self._prefix = f"{store.lease_namespace}/{key}"
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._generation: int | None = None
         self._heartbeat: threading.Thread | None = None
         self._stop = threading.Event()
+        #: Set by the heartbeat when a later generation exists: another container took over.
+        self.lost = False
 
-    def __enter__(self) -> VolumeLease:
-        if self._timeout == 0:
-            self._refuse_if_held()
-            return self
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        waited_for: str | None = None
+    @property
+    def generation(self) -> int | None:
+        """The generation this container holds (its fencing token), or ``None``."""
+        return self._generation
+
+    def __enter__(self) -> DictLease:
+        try:
+            if self._timeout == 0:
+                self._refuse_if_held()
+            else:
+                self._acquire(None if self._timeout is None else time.monotonic() + self._timeout)
+        except self._store.platform_errors as exc:
+            if isinstance(exc, PROGRAMMING_ERRORS):
+                raise
+            logger.warning(
+                "could not use the lease Dict for %s (%s: %s); populating without coordinating, "
+                "which is safe but may fetch twice",
+                self._key,
+                type(exc).__name__,
+                exc,
+            )
+        return self
+
+    def _acquire(self, deadline: float | None) -> None:
+        """Return once the entry is visible or this container holds the lease."""
+        generation = int(self._leases.get(f"{self._prefix}/head", 0))
+        watched: tuple[int, int, float] | None = None  # generation, beat, when it last changed
         while True:
-            reloaded = self._store.try_reload()
-            if self._entry_visible():
-                return self
-            if not reloaded:
-                self._claim(confirm=False)  # blind, but others can still see us and wait
-                return self
-            record = self.read()
-            if record is None or record.is_stale():
-                if record is not None:
-                    logger.warning(
-                        "lease on %s held by %s went stale (renewed %.0fs ago); taking over",
-                        self._key,
-                        record.holder,
-                        record.age(),
-                    )
-                if self._claim(confirm=True):
-                    return self
+            record = self._leases.get(self._generation_key(generation))
+            if record is None:
+                if self._leases.put(self._generation_key(generation), self._record(0), skip_if_exists=True):
+                    self._hold(generation)
+                    return
+                continue  # another container created it first: read who
+            if record.get("released"):
+                if self._store.try_reload() and self._entry_visible():
+                    return
+                generation += 1  # released without the entry (it failed): the next generation
                 continue
-            if waited_for != record.holder:
-                waited_for = record.holder
-                logger.info("waiting for %s, which is populating %s", record.holder, self._key)
+            beat = int(record.get("beat", 0))
+            if watched is None or watched[:2] != (generation, beat):
+                if watched is None or watched[0] != generation:
+                    logger.info("waiting for %s, which is populating %s", record.get("holder"), self._key)
+                watched = (generation, beat, time.monotonic())
+            elif time.monotonic() - watched[2] > self._settings.lease_seconds:
+                logger.warning(
+                    "lease on %s held by %s stopped renewing %.0fs ago; taking over",
+                    self._key,
+                    record.get("holder"),
+                    time.monotonic() - watched[2],
+                )
+                generation += 1
+                continue
             self._sleep_or_give_up(deadline)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._heartbeat is None:
+        if self._heartbeat is None or self._generation is None:
             return
         self._stop.set()
         self._heartbeat.join()
-        record = self.read()
-        if record is not None and record.holder == self._holder:
-            with contextlib.suppress(FileNotFoundError):
-                self._path.unlink()
-            self._store.commit_once(f"releasing the lease on {self._key}")
+        if not self.lost:
+            try:
+                self._leases.put(self._generation_key(self._generation), self._record(-1, released=True))
+            except self._store.platform_errors as exc:  # waiters take over once the heartbeat stops
+                logger.warning("could not release the lease on %s: %s", self._key, exc)
 
-    def read(self) -> LeaseRecord | None:
-        """The lease record this container currently sees, if any (unreadable counts as none)."""
-        with contextlib.suppress(OSError, ValidationError, ValueError):
-            return LeaseRecord.model_validate_json(self._path.read_bytes())
-        return None
-
-    def _claim(self, *, confirm: bool) -> bool:
-        """Write and commit our record; with ``confirm``, read back whether we won. True: go populate."""
-        self._write()
-        if not self._store.commit_once(f"claiming the lease on {self._key}"):
-            # Nobody saw the claim, so nobody waits for us: populate uncoordinated, and keep a
-            # later commit from publishing a lease that no heartbeat renews.
-            self._path.unlink(missing_ok=True)
-            return True
-        if confirm:
-            time.sleep(self._settings.settle_seconds)
-            if self._store.try_reload():
-                record = self.read()
-                if record is None or record.holder != self._holder:
-                    return False
+    def _hold(self, generation: int) -> None:
+        self._generation = generation
+        self._leases.put(f"{self._prefix}/head", generation)  # a hint where to start reading
         self._heartbeat = threading.Thread(
             target=self._renew, name=f"weightcache-lease-{self._key}", daemon=True
         )
         self._heartbeat.start()
-        return True
 
     def _renew(self) -> None:
+        assert self._generation is not None
+        beat = 0
         while not self._stop.wait(self._settings.heartbeat_seconds):
             try:
-                self._write()
-            except OSError as exc:  # the populate will meet the same problem and report it
+                if self._leases.get(self._generation_key(self._generation + 1)) is not None:
+                    self.lost = True
+                    logger.warning(
+                        "lost the lease on %s: another container took over; both entries are valid", self._key
+                    )
+                    return
+                beat += 1
+                self._leases.put(self._generation_key(self._generation), self._record(beat))
+            except self._store.platform_errors as exc:  # the next heartbeat tries again
                 logger.warning("could not renew the lease on %s: %s", self._key, exc)
-                continue
-            self._store.commit_once(f"renewing the lease on {self._key}")
 
-    def _write(self) -> None:
-        record = LeaseRecord(
-            key=self._key,
-            holder=self._holder,
-            renewed_at=datetime.now(timezone.utc),
-            lease_seconds=self._settings.lease_seconds,
-        )
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self._path, record.model_dump_json().encode())
+    def _record(self, beat: int, *, released: bool = False) -> dict[str, Any]:
+        return {"holder": self._holder, "beat": beat, "renewed_at": time.time(), "released": released}
+
+    def _generation_key(self, generation: int) -> str:
+        return f"{self._prefix}/{generation}"
 
     def _entry_visible(self) -> bool:
         manifest = load_manifest(self._store.layout, self._key)
         return manifest is not None and not stat_problems(self._store.layout.files_dir(self._key), manifest)
 
     def _refuse_if_held(self) -> None:
-        record = self.read()
-        if record is not None and not record.is_stale():
-            raise LockTimeoutError(f"{self._key} is being populated by {record.holder}; try again later")
+        generation = int(self._leases.get(f"{self._prefix}/head", 0))
+        record = self._leases.get(self._generation_key(generation))
+        if record is None or record.get("released"):
+            return
+        if time.time() - float(record.get("renewed_at", 0)) <= self._settings.lease_seconds:
+            raise LockTimeoutError(
+                f"{self._key} is being populated by {record.get('holder')}; try again later"
+            )
 
     def _sleep_or_give_up(self, deadline: float | None) -> None:
         pause = self._settings.poll_seconds

@@ -15,6 +15,7 @@ processes are atomic with respect to each other and to reloads.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -30,9 +31,9 @@ from ..fsutil import atomic_write_bytes, remove_tree, unique_suffix
 FileSignature = tuple[int, int, int, int]
 
 
-def signature(info: os.stat_result) -> FileSignature:
-    """The signature of a file from its ``lstat``."""
-    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+def signature(info: os.stat_result, *, ctime: bool = True) -> FileSignature:
+    """The signature of a file from its ``lstat`` (without ctime, which a new hard link changes)."""
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns if ctime else 0)
 
 
 @dataclass
@@ -41,14 +42,16 @@ class Tree:
 
     files: dict[str, FileSignature] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
+    links: set[str] = field(default_factory=set)
 
 
-def scan(root: Path) -> Tree:
+def scan(root: Path, *, ctime: bool = True) -> Tree:
     """Walk ``root``; files that vanish during the walk (another thread renaming them) are skipped."""
     tree = Tree()
     for dirpath, dirnames, filenames in os.walk(root):
         relative = os.path.relpath(dirpath, root)
         prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
+        tree.links.update(prefix + name for name in dirnames if os.path.islink(os.path.join(dirpath, name)))
         dirnames[:] = [name for name in dirnames if not os.path.islink(os.path.join(dirpath, name))]
         tree.dirs.update(prefix + name for name in dirnames)
         for name in filenames:
@@ -57,7 +60,9 @@ def scan(root: Path) -> Tree:
             except FileNotFoundError:
                 continue
             if stat.S_ISREG(info.st_mode):
-                tree.files[prefix + name] = signature(info)
+                tree.files[prefix + name] = signature(info, ctime=ctime)
+            elif stat.S_ISLNK(info.st_mode):
+                tree.links.add(prefix + name)
     return tree
 
 
@@ -75,11 +80,48 @@ def copy_into(src: Path, dest: Path) -> None:
             tmp.unlink()
 
 
+def link_into(src: Path, dest: Path) -> None:
+    """Hard-link ``src`` at ``dest``, replacing what was there in one rename (a copy across filesystems)."""
+    if dest.is_dir() and not dest.is_symlink():
+        remove_tree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".fakevolume-{unique_suffix()}.tmp")
+    try:
+        os.link(src, tmp)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        copy_into(src, dest)
+        return
+    os.replace(tmp, dest)
+
+
+def is_mount_point(path: Path) -> bool:
+    """Whether ``path`` is a mount point; bind mounts too, which ``os.path.ismount`` misses."""
+    from ..providers._modal_mounts import mount_points
+
+    return os.path.realpath(path) in mount_points()
+
+
+def empty_view(mount: Path) -> None:
+    """Make ``mount`` an empty directory; a mount point (a container simulation's) is emptied, not removed."""
+    if is_mount_point(mount):
+        for child in list(mount.iterdir()):
+            remove_tree(child)
+        return
+    remove_tree(mount)
+    mount.mkdir(parents=True)
+
+
 def remove_empty_dirs(root: Path, relpaths: set[str]) -> None:
     """Remove these directories under ``root``, deepest first, where they are empty."""
     for relpath in sorted(relpaths, key=lambda path: path.count("/"), reverse=True):
         with contextlib.suppress(OSError):
             (root / relpath).rmdir()
+
+
+class InodeLimitError(Exception):
+    """A commit would take the Volume past its inode limit (nothing of it was applied)."""
 
 
 @dataclass
@@ -93,7 +135,11 @@ class Index:
 class CommittedState:
     """A Volume's committed tree and index under ``root``, shared by every process that opens it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, max_inodes: int | None = None, link_files: bool = False) -> None:
+        #: Files, directories and symlinks a commit may leave on the Volume (``None``: no limit).
+        self.max_inodes = max_inodes
+        #: Share file data between the committed tree and views by hard links instead of copies.
+        self.link_files = link_files
         self.tree = root / "committed"
         self.tree.mkdir(parents=True, exist_ok=True)
         self._index_path = root / "index.json"
@@ -112,6 +158,14 @@ class CommittedState:
         """Save the index atomically (call with :attr:`lock` held)."""
         data = {"generation": index.generation, "files": index.files}
         atomic_write_bytes(self._index_path, json.dumps(data).encode())
+
+    def transfer(self, src: Path, dest: Path) -> None:
+        """Put ``src``'s content at ``dest``: a copy, or a hard link with :attr:`link_files`."""
+        (link_into if self.link_files else copy_into)(src, dest)
+
+    def scan(self, root: Path) -> Tree:
+        """:func:`scan` with the signatures this state compares (no ctime when files are linked)."""
+        return scan(root, ctime=not self.link_files)
 
 
 class View:
@@ -132,8 +186,8 @@ class View:
         """
         with self.state.lock:
             index = self.state.load()
-            local = scan(self.mount)
-            committed_dirs = scan(self.state.tree).dirs
+            local = self.state.scan(self.mount)
+            committed_dirs = self.state.scan(self.state.tree).dirs
             for relpath, (_generation, sig) in list(self._base_files.items()):
                 if relpath not in index.files:  # deleted by another container
                     if local.files.get(relpath) == sig:
@@ -142,8 +196,9 @@ class View:
             for relpath, generation in index.files.items():
                 base = self._base_files.get(relpath)
                 if base is None or base[0] != generation:
-                    copy_into(self.state.tree / relpath, self.mount / relpath)
-                    self._base_files[relpath] = (generation, signature(os.lstat(self.mount / relpath)))
+                    self.state.transfer(self.state.tree / relpath, self.mount / relpath)
+                    info = os.lstat(self.mount / relpath)
+                    self._base_files[relpath] = (generation, signature(info, ctime=not self.state.link_files))
             for relpath in committed_dirs:
                 (self.mount / relpath).mkdir(parents=True, exist_ok=True)
             remove_empty_dirs(self.mount, self._base_dirs - committed_dirs)
@@ -153,14 +208,15 @@ class View:
         """Merge what the container changed since its last sync into the committed tree."""
         with self.state.lock:
             index = self.state.load()
-            local = scan(self.mount)
+            local = self.state.scan(self.mount)
+            self._check_inodes(index, local)
             generation = index.generation + 1
             for relpath, sig in local.files.items():
                 base = self._base_files.get(relpath)
                 if base is not None and base[1] == sig:
                     continue
                 try:
-                    copy_into(self.mount / relpath, self.state.tree / relpath)
+                    self.state.transfer(self.mount / relpath, self.state.tree / relpath)
                 except FileNotFoundError:
                     continue  # renamed away since the scan; the next commit sees where it went
                 # The signature from before the copy: a write racing the copy shows as a change next time.
@@ -177,3 +233,17 @@ class View:
             self._base_dirs = local.dirs
             index.generation = generation
             self.state.save(index)
+
+    def _check_inodes(self, index: Index, local: Tree) -> None:
+        """Refuse a commit whose result would pass the limit; symlinks count though the fake drops them."""
+        if self.state.max_inodes is None:
+            return
+        deleted = {path for path in self._base_files if path not in local.files}
+        files = (set(index.files) - deleted) | set(local.files)
+        dirs = self.state.scan(self.state.tree).dirs | local.dirs
+        inodes = len(files) + len(dirs) + len(local.links)
+        if inodes > self.state.max_inodes:
+            raise InodeLimitError(
+                f"Volume would hold {inodes} inodes (files, directories and symlinks), past its limit "
+                f"of {self.state.max_inodes}; remove files before committing"
+            )

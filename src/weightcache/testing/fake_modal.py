@@ -13,8 +13,9 @@ account::
 It behaves like a Volume rather than recording calls: each container works in its own
 directory (its mount path) holding the Volume as of its start; its writes stay there until
 it commits (or reloads); a commit merges them last-writer-wins per file (deletions too);
-``reload()`` brings in other containers' commits and, like Modal's, refuses while this
-process has a file of the Volume open; a crash loses what was not committed. Open the
+``reload()`` brings in other containers' commits and, like Modal's, refuses while a file
+of the Volume is open; ``commit()`` reloads after committing, as Modal's does; a crash loses
+what was not committed. Open the
 same ``root`` in several processes to simulate containers on several machines. What
 differs from Modal is listed in docs/modal.md.
 """
@@ -25,22 +26,23 @@ import contextlib
 import os
 import secrets
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
 from ..constants import CHUNK_BYTES
 from ..fsutil import remove_tree
-from ._volume_state import CommittedState, View, copy_into, scan
+from ._fake_container import OPEN_FILES_MESSAGE, FakeVolumeContainer
+from ._volume_state import CommittedState, View, copy_into, empty_view, scan
 
 if TYPE_CHECKING:
     from modal.volume import FileEntry
 
-#: Modal's message when a reload meets open files (modal/volume.py, ``_Volume.reload``).
-OPEN_FILES_MESSAGE = "there are open files preventing the operation"
+__all__ = ["OPEN_FILES_MESSAGE", "FakeModalVolume", "FakeUploadBatch", "FakeVolumeContainer"]
+
+#: Modal's published inode limit for v1 Volumes (files, directories and symlinks); v2 has none.
+V1_MAX_INODES = 500_000
 
 
 class FakeModalVolume:
@@ -49,29 +51,59 @@ class FakeModalVolume:
     The object itself is the laptop's view of the Volume: its methods read and change the
     committed state, like a ``modal.Volume`` used outside Modal. :meth:`container` starts a
     simulated container, whose object stands in for the ``modal.Volume`` inside it.
+    ``version`` (1 or 2) sets the inode limit commits are held to, unless ``max_inodes`` is given.
+    ``link_files`` shares file data between containers by hard links instead of copies, so a
+    reload costs what Modal's does (metadata, not bytes); then a write *in place* into a file
+    that came from the Volume reaches every container at once (files replaced by a rename, as
+    weightcache writes them, stay isolated). Every process opening ``root`` must agree on it.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, name: str = "fake-volume") -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        name: str = "fake-volume",
+        version: int = 1,
+        max_inodes: int | None = None,
+        link_files: bool = False,
+    ) -> None:
+        if version not in (1, 2):
+            raise ValueError(f"version must be 1 or 2, not {version!r}")
         self.root = Path(root).absolute()
         self.name = name
-        self._state = CommittedState(self.root)
+        #: Commits past this many inodes fail: ``max_inodes`` if given, else Modal's published limit
+        #: for the version (500,000 for v1; v2 has none).
+        self.max_inodes = max_inodes if max_inodes is not None else (V1_MAX_INODES if version == 1 else None)
+        self._state = CommittedState(self.root, max_inodes=self.max_inodes, link_files=link_files)
 
     def __repr__(self) -> str:
         return f"FakeModalVolume({str(self.root)!r}, name={self.name!r})"
 
     def container(
-        self, container_id: str | None = None, *, mount_path: str | os.PathLike[str] | None = None
+        self,
+        container_id: str | None = None,
+        *,
+        mount_path: str | os.PathLike[str] | None = None,
+        skip_reload: bool = False,
+        background_commit_seconds: float | None = None,
     ) -> FakeVolumeContainer:
         """Start a simulated container that sees the Volume as committed now.
 
         Its view lives at ``mount_path`` (default ``<root>/containers/<container_id>``); whatever
-        was there is replaced, as a new container starts fresh.
+        was there is replaced, as a new container starts fresh. ``skip_reload`` makes its commits
+        not reload (as when Modal's server answers ``skip_reload``); ``background_commit_seconds``
+        turns on Modal's periodic background commits.
         """
         container_id = container_id or f"container-{os.getpid()}-{secrets.token_hex(3)}"
         mount = Path(mount_path) if mount_path is not None else self.root / "containers" / container_id
-        remove_tree(mount)
-        mount.mkdir(parents=True)
-        return FakeVolumeContainer(self, container_id, View(self._state, mount.absolute()))
+        empty_view(mount)
+        return FakeVolumeContainer(
+            self,
+            container_id,
+            View(self._state, mount.absolute()),
+            skip_reload=skip_reload,
+            background_commit_seconds=background_commit_seconds,
+        )
 
     # --- the laptop-side API of modal.Volume, over the committed state -----------------------
 
@@ -160,90 +192,6 @@ class FakeModalVolume:
             self._state.save(index)
 
 
-class FakeVolumeContainer:
-    """The Volume as one simulated container sees it: what ``modal.Volume`` is inside a container.
-
-    Pass it where code expects the Volume (``ModalVolumeStore(container, container.mount_path)``).
-    Use it as a context manager to :meth:`exit` at the end of the block.
-    """
-
-    def __init__(self, volume: FakeModalVolume, container_id: str, view: View) -> None:
-        #: The Volume's name, like ``modal.Volume.name``.
-        self.name = volume.name
-        self.container_id = container_id
-        self._view = view
-        self._lock = threading.Lock()  # a heartbeat thread may commit while the main thread works
-        self._failures_left = 0
-        self._ended = False
-        with self._lock:
-            view.sync()
-
-    @property
-    def mount_path(self) -> Path:
-        """The directory this container sees the Volume at."""
-        return self._view.mount
-
-    def __repr__(self) -> str:
-        return f"FakeVolumeContainer({self.container_id!r}, mount_path={str(self.mount_path)!r})"
-
-    def commit(self) -> None:
-        """Make this container's changes visible to containers that start or reload afterwards."""
-        with self._lock:
-            self._check_running()
-            if self._failures_left:
-                self._failures_left -= 1
-                raise RuntimeError("commit failed (simulated by FakeVolumeContainer.fail_next_commits)")
-            self._view.commit()
-
-    def reload(self) -> None:
-        """Commit this container's changes, then bring in every other container's commits.
-
-        Modal says a reload *may* commit uncommitted changes; the fake always does, so a
-        reload never loses what another thread of this container is writing. Raises
-        :class:`RuntimeError` with Modal's message while this process has a file of the view
-        open (or mapped, or its working directory inside it), as Modal's ``reload()`` does.
-        """
-        with self._lock:
-            self._check_running()
-            blocked, annotation = _open_files(self.mount_path)
-            if blocked:
-                message = f"{OPEN_FILES_MESSAGE}: {annotation}" if annotation else OPEN_FILES_MESSAGE
-                raise RuntimeError(message)
-            self._view.commit()
-            self._view.sync()
-
-    def fail_next_commits(self, count: int) -> None:
-        """Make the next ``count`` commits raise :class:`RuntimeError`, to test retry paths."""
-        self._failures_left = count
-
-    def exit(self) -> None:
-        """End the container the way Modal does: a final commit, then the view is gone."""
-        self.commit()
-        self._end()
-
-    def crash(self) -> None:
-        """End the container abruptly (killed, preempted): uncommitted writes are lost."""
-        self._end()
-
-    def __enter__(self) -> FakeVolumeContainer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if not self._ended:
-            self.exit()
-
-    def _end(self) -> None:
-        with self._lock:
-            self._ended = True
-            remove_tree(self.mount_path)
-
-    def _check_running(self) -> None:
-        if self._ended:
-            raise RuntimeError(f"container {self.container_id} has ended; start another with container()")
-
-
 class FakeUploadBatch:
     """What ``FakeModalVolume.batch_upload()`` yields: ``put_file`` and ``put_directory``, as in Modal."""
 
@@ -309,29 +257,3 @@ class _Upload:
             os.replace(tmp, dest)
         if self.mode is not None:
             os.chmod(dest, self.mode)
-
-
-def _open_files(mount: Path) -> tuple[bool, str | None]:
-    """Whether this process holds the view open, and Modal's annotation saying how.
-
-    Like Modal's client, the annotation names an open descriptor or the working directory; a
-    file that is only memory-mapped (an mmap'd checkpoint) blocks a reload too, unannotated.
-    Needs ``/proc`` (Linux); elsewhere nothing is found.
-    """
-    root = os.path.realpath(mount)
-    if not os.path.isdir("/proc/self/fd"):
-        return False, None
-    if _inside(os.path.realpath(os.getcwd()), root):
-        return True, "cwd is inside volume"
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/self/fd/{fd}")
-            if _inside(target, root):
-                return True, f"path {os.path.relpath(target, root)} is open"
-    with open("/proc/self/maps") as maps:
-        mapped = any(_inside(line.split(maxsplit=5)[-1].strip(), root) for line in maps if "/" in line)
-    return mapped, None
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root + os.sep)
