@@ -135,11 +135,12 @@ class HTTPDownloader:
             ),
         )
 
-    def probe(self, url: str, label: str) -> Probe:
+    def probe(self, url: str, label: str, *, headers: Mapping[str, str] | None = None) -> Probe:
         """Ask for the first byte: learn the size, the version validators and whether ranges work."""
 
         def attempt() -> Probe:
-            with self._client.stream("GET", url, headers={"Range": "bytes=0-0"}) as response:
+            asked = {**(headers or {}), "Range": "bytes=0-0"}
+            with self._client.stream("GET", url, headers=asked) as response:
                 if response.status_code != 416:  # an empty file cannot serve byte 0
                     check_status(response, label)
                 return _probe_from(response)
@@ -153,7 +154,7 @@ class HTTPDownloader:
     def fetch_range(self, job: FileJob, writer: RangedWriter, start: int, end: int) -> None:
         """Fetch bytes ``[start, end)`` of ``job``'s file into ``writer``, resuming after drops."""
         position = start
-        headers = {"Range": f"bytes={start}-{end - 1}"}
+        headers = {**job.headers, "Range": f"bytes={start}-{end - 1}"}
         if_range = job.if_range()
         if if_range:  # the server sends the whole (new) file instead if it changed: caught below
             headers["If-Range"] = if_range
@@ -181,7 +182,7 @@ class HTTPDownloader:
 
     def _stream_whole(self, job: FileJob, staging: Staging) -> None:
         url, label, name, probe, sha256 = job.url, job.label, job.name, job.probe, job.sha256
-        with self._client.stream("GET", url) as response:
+        with self._client.stream("GET", url, headers=dict(job.headers)) as response:
             check_status(response, label)
             _check_same_etag(response, label, probe.etag)
             if probe.size is None:  # no length announced: hash in the stream

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -40,6 +40,8 @@ class FileJob:
     name: str
     probe: Probe
     sha256: str | None
+    #: Sent with this file's requests only, besides the downloader's own (a Hub token for the Hub).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ranged(self) -> bool:

@@ -39,6 +39,8 @@ class HFSource(Source):
     points at a mirror or a local fake Hub. ``timeout`` (each request's connect and read timeout)
     and ``deadline`` (resolving a revision, or listing a commit's files) are in seconds; they
     default to ``WEIGHTCACHE_HUB_TIMEOUT`` and ``WEIGHTCACHE_HUB_DEADLINE``, else 30 and 120.
+    ``connections`` bounds the connections the large (LFS) files' byte ranges use at once
+    (default ``$WEIGHTCACHE_CONNECTIONS``, else 32).
     """
 
     scheme = "hf"
@@ -56,6 +58,7 @@ class HFSource(Source):
         endpoint: str | None = None,
         timeout: float | None = None,
         deadline: float | None = None,
+        connections: int | None = None,
     ) -> None:
         if repo_type not in _TYPE_PREFIXES:
             raise InvalidSourceError(f"repo type {repo_type!r} is not one of {', '.join(_TYPE_PREFIXES)}")
@@ -73,6 +76,8 @@ class HFSource(Source):
         self._token = token
         self._endpoint = endpoint or hf_endpoint()
         self._timeouts = (timeout, deadline)
+        self._connections = connections
+        self._transfers: set[str] = set()
 
     @classmethod
     def from_uri(cls, uri: str) -> HFSource:
@@ -105,11 +110,22 @@ class HFSource(Source):
 
     def fetch(self, version: str, staging: Staging) -> None:
         """Download the selected files of commit ``version`` in parallel; check them against the Hub."""
-        self._client().fetch(version, staging)
+        client = self._client()
+        try:
+            client.fetch(version, staging)
+        finally:
+            self._transfers = client.transfers
 
     def source_info(self) -> dict[str, str]:
-        """The repository, its type and the revision asked for (the entry's version is the commit)."""
-        return {"repo_id": self.repo_id, "repo_type": self.repo_type, "requested_revision": self.revision}
+        """The repository, its type, the revision asked for (the version is the commit), how files came.
+
+        ``transfer`` names the paths the last fetch took: ``ranges`` (parallel byte ranges from
+        the CDN), ``xet`` (hf_xet), ``hub`` (huggingface_hub, for files kept in git).
+        """
+        info = {"repo_id": self.repo_id, "repo_type": self.repo_type, "requested_revision": self.revision}
+        if self._transfers:
+            info["transfer"] = "+".join(sorted(self._transfers))
+        return info
 
     def _client(self) -> HubClient:
         # huggingface_hub takes ~0.3 s to import, and a warm ensure() never talks to the Hub.
@@ -123,6 +139,7 @@ class HFSource(Source):
             endpoint=self._endpoint,
             timeout=timeout or default_timeout,
             deadline=deadline or default_deadline,
+            connections=self._connections,
         )
 
     def _query(self) -> str:
