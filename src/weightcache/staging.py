@@ -108,8 +108,16 @@ class Staging:
         emit(self._progress, ProgressEvent("plan", total_bytes=total, files=len(sizes)))
 
     def path_for(self, name: str) -> Path:
-        """The staging path for a file named ``name`` (validated), with its parent created."""
+        """The staging path for a file named ``name`` (validated), with its parent created.
+
+        Whatever is written there is new: a killed populate's record of ranges for that name is
+        dropped, so that it can never describe these bytes.
+        """
         relpath = safe_relpath(name)
+        self._forget_ranges(relpath)
+        return self._target(relpath)
+
+    def _target(self, relpath: str) -> Path:
         path = self.files_dir / relpath
         with _name_errors(relpath):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,9 +170,10 @@ class Staging:
         with :meth:`close_ranges`, or leave the writer's ``with`` block on an exception.
         """
         relpath = safe_relpath(name)
-        target = self.path_for(relpath)
-        journal = resume = None
-        if version is not None:
+        if version is None:
+            target, journal, resume = self.path_for(relpath), None, None
+        else:
+            target = self._target(relpath)
             journal = Journal(self.directory, relpath, size=size, version=version)
             resume = claim(self.directory, journal, target)
         on_write = partial(self.report_bytes, relpath, file_size=size)
@@ -188,6 +197,10 @@ class Staging:
             if writer.journal is not None:
                 writer.journal.discard()
             raise
+
+    def _forget_ranges(self, relpath: str) -> None:
+        """Drop a killed populate's journal for ``relpath``: the file is written afresh, unjournaled."""
+        Journal(self.directory, relpath, size=0, version="").discard()
 
     def discard_resume_data(self) -> None:
         """Remove the download journals and a killed populate's leftovers: nothing of them is published."""

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from weightcache import ChecksumMismatchError, WeightCache
+from weightcache.resume import Journal
+from weightcache.staging import Staging
 from weightcache.testing import FileServer
 
 MIB = 1024 * 1024
@@ -193,3 +195,12 @@ def test_a_flipped_byte_is_caught_and_not_kept_once_the_server_is_fixed(
     kill_at(store_dir, uri, 0.7, tmp_path)  # and a kill keeps the flipped byte on disk
     server.add("/model.bin", contents["model.bin"])  # fixed
     check(ensure_files(store_dir, uri), contents)
+
+
+def test_a_file_written_afresh_drops_what_a_killed_populate_recorded_for_its_name(tmp_path: Path) -> None:
+    # Else a later resume could take the record as describing these new bytes.
+    staging = Staging(tmp_path / "staging", store_name="test")
+    journal = Journal(staging.directory, "a.bin", size=4, version="etag x")
+    journal.save([(0, 4)])
+    staging.write_stream("a.bin", [b"abcd"])
+    assert journal.load() == []
