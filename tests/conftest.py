@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from typer.testing import CliRunner
 
 from weightcache import LocalStore, WeightCache
 from weightcache.cli import app
+
+# Property tests draw the same examples on every run (derived from each test), with no time limit
+# per example: a loaded machine must not turn a slow example into a failure. `pytest
+# --hypothesis-seed=N` explores other examples. No example database: nothing is written to the checkout.
+settings.register_profile("weightcache", derandomize=True, deadline=None, database=None)
+settings.load_profile("weightcache")
 
 
 @pytest.fixture
@@ -101,3 +109,27 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Mount]]:
     for path in mounts:
         with contextlib.suppress(OSError):
             subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+SEED_ENV = "WEIGHTCACHE_TEST_SEED"
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """A seed for the test's random choices: derived from the test's id, so every run makes the same
+    ones; ``WEIGHTCACHE_TEST_SEED=N`` overrides it to replay or explore. Printed when the test fails."""
+    override = os.environ.get(SEED_ENV)
+    digest = hashlib.sha256(request.node.nodeid.encode()).digest()
+    value = int(override) if override else int.from_bytes(digest[:4], "big")
+    request.node.user_properties.append(("seed", value))
+    return value
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """On a failure, say which seed the test ran with and how to replay it."""
+    report = yield
+    seeds = [value for name, value in item.user_properties if name == "seed"]
+    if report.failed and seeds:
+        report.sections.append(("seed", f"{SEED_ENV}={seeds[0]} pytest '{item.nodeid}' replays this run"))
+    return report

@@ -34,8 +34,17 @@ class RandomSource(Source):
             staging.write_stream(f"shard-{i}.bin", [os.urandom(500_000), os.urandom(500_000)], size=1_000_000)
 
 fetched, took_over = 0, []
+def meet(folder, count):
+    # Wait, mid-fetch, until `count` containers are fetching: a file each, in a shared folder.
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    deadline = time.time() + 60
+    while len(os.listdir(folder)) < count:
+        assert time.time() < deadline, "the other containers never started fetching"
+        time.sleep(0.01)
 def progress(event):
     global fetched
+    if options.get("meet") and not fetched:
+        meet(*options["meet"])
     fetched += event.nbytes
     time.sleep(options.get("chunk_pause", 0.01))
     if options.get("die_after_seconds") and fetched:
@@ -133,8 +142,10 @@ def test_a_container_crashing_mid_populate_is_taken_over(tmp_path: Path, make_im
 
 def test_racing_without_a_lease_still_ends_with_one_valid_entry(tmp_path: Path) -> None:
     volume = FakeModalVolume(tmp_path / "volume")
-    start_at = time.time() + 2.0
-    racers = [start_container(volume.root, "random", start_at, lease=None, chunk_pause=0.2) for _ in range(2)]
+    meeting = tmp_path / "fetching"
+    meeting.mkdir()
+    # Each racer waits, once it is fetching, for the other to be fetching too: both must populate.
+    racers = [start_container(volume.root, "random", 0, lease=None, meet=[str(meeting), 2]) for _ in range(2)]
     results = [finish(container) for container in racers]
 
     assert [result["hit"] for result in results] == [False, False]  # both populated...

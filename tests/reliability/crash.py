@@ -1,12 +1,13 @@
-"""SIGKILL a real child process at a named point of a populate, gc or rm, or after a random delay.
+"""SIGKILL a real child process at a named point of a populate, gc or rm (or, in long runs, after a delay).
 
 The child is forked from the test process (so hundreds of trials stay fast), runs one store
 operation on the real filesystem, and dies by SIGKILL from the parent: no cleanup of any kind
 runs, exactly as when a container is killed. To hit the narrow windows (between two renames,
 between writing a manifest and renaming it into place), the child wraps the function or system
 call at the named point; when it gets there it tells the parent through a pipe and stops, and
-the parent kills it, after a random extra moment during which the child's other threads go on.
-Nothing is mocked: every byte is really written, renamed, fsynced or not.
+the parent kills it, sometimes after a short extra moment during which the child's other threads
+go on. ``point=ANY`` stops at the n-th named point of any name. Nothing is mocked: every byte is
+really written, renamed, fsynced or not.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from weightcache import gc as gc_module
 from weightcache import hashing, populate, ranged, staging
 
+ANY = "any"  # as a point: whichever named point comes n-th
 HANG_SECONDS = 30  # a trial's operation takes well under a second (an abandoned lease ~3 s): this is a hang
 
 
@@ -33,6 +35,7 @@ class Outcome:
 
     how: str  # "point", "delay", "finished" or "error"
     detail: str = ""
+    passed: int = 0  # for "finished": how many named points the operation passed, all names counted
 
 
 def _path_role(path: object) -> str:
@@ -80,20 +83,24 @@ POINTS = {
 }
 
 
-def _install(point: str, occurrence: int, stop: Callable[[], None]) -> None:
-    """In the child: make reaching ``point`` for the ``occurrence``-th time call ``stop``."""
-    seen = 0
+def _install(point: str, occurrence: int, stop: Callable[[str], None]) -> list[int]:
+    """In the child: make the ``occurrence``-th arrival at ``point`` (any point for ``ANY``) call ``stop``.
+
+    Returns a one-item list that counts the arrivals at every named point.
+    """
+    seen, passed = 0, [0]
     guard = threading.Lock()
 
     def reached(name: str) -> None:
         nonlocal seen
-        if name != point:
-            return
         with guard:
+            passed[0] += 1
+            if point not in (name, ANY):
+                return
             seen += 1
             now = seen == occurrence
         if now:
-            stop()
+            stop(name)
 
     def around(owner: object, attr: str, name: str, when: str) -> None:
         original = getattr(owner, attr)
@@ -133,6 +140,7 @@ def _install(point: str, occurrence: int, stop: Callable[[], None]) -> None:
     around(populate, "remove_tree", "remove-tree", "before")
     around(gc_module, "remove_tree", "remove-tree", "before")
     around(gc_module, "drop_refs_to", "drop-refs", "before")
+    return passed
 
 
 def run_child(
@@ -143,7 +151,10 @@ def run_child(
     delay: float | None = None,
     rng: random.Random,
 ) -> Outcome:
-    """Fork a child that runs ``action``; SIGKILL it at ``point`` (its n-th time) or after ``delay``."""
+    """Fork a child that runs ``action``; SIGKILL it at ``point`` (its n-th time) or after ``delay``.
+
+    The outcome's detail names the point reached, which for ``ANY`` is the one that came n-th.
+    """
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -151,10 +162,11 @@ def run_child(
         # A hang is a bug to report, not a trial to wait out: dump every thread's stack to the parent.
         faulthandler.dump_traceback_later(HANG_SECONDS, file=os.fdopen(write_end, "w", closefd=False))
         try:
+            passed = [0]
             if point is not None:
-                _install(point, occurrence, lambda: _stop_here(write_end))
+                passed = _install(point, occurrence, lambda name: _stop_here(write_end, name))
             action()
-            os.write(write_end, b"finished\n")
+            os.write(write_end, f"finished {passed[0]}\n".encode())
         except BaseException as error:
             os.write(write_end, f"error {type(error).__name__}: {error}\n".encode()[:4000])
         finally:
@@ -166,8 +178,8 @@ def run_child(
         os.close(read_end)
 
 
-def _stop_here(write_end: int) -> None:
-    os.write(write_end, b"point\n")
+def _stop_here(write_end: int, name: str) -> None:
+    os.write(write_end, f"point {name}\n".encode())
     threading.Event().wait()  # this thread stops here; the parent's SIGKILL ends the process
 
 
@@ -176,15 +188,18 @@ def _kill_child(
 ) -> Outcome:
     ready, _, _ = select.select([read_end], [], [], HANG_SECONDS + 5 if delay is None else delay)
     said = os.read(read_end, 64 * 1024).decode(errors="replace") if ready else ""
-    if said.startswith(("finished", "error")):
+    if said.startswith("finished"):
         os.waitpid(pid, 0)
-        return Outcome(said.split(" ", 1)[0].strip(), said.strip())
+        return Outcome("finished", passed=int(said.split()[1]))
+    if said.startswith("error"):
+        os.waitpid(pid, 0)
+        return Outcome("error", said.strip())
     if said.startswith("point"):
         time.sleep(rng.choice([0, 0, 0.0005, 0.002]))  # sometimes let the other threads run on a little
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     if said.startswith("point"):
-        return Outcome("point", point or "")
+        return Outcome("point", said.split()[1])
     if not said and delay is not None:
         return Outcome("delay", f"{delay:.4f}s")
     raise AssertionError(f"the child hung (aiming for {point}):\n{said}")

@@ -8,12 +8,12 @@ a named point (or after a random delay). Then a fresh container must: list
 only complete, byte-exact entries; take over the dead holder's lease and succeed; and leave no
 staging on the Volume once the lease has lapsed and gc ran.
 
-Quick by default (each named point once); ``WEIGHTCACHE_CRASH_TRIALS=N`` adds random delays up to N.
+Quick by default (each named point once); the soak run (``WEIGHTCACHE_CRASH_TRIALS=N``) adds
+random delays up to N.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections import Counter
@@ -23,7 +23,7 @@ import blake3
 import pytest
 
 from tests.reliability.crash import POINTS, run_child
-from tests.reliability.test_crash import SEED, TRIALS
+from tests.reliability.test_crash import SOAK, TRIALS
 from weightcache import LeaseSettings, ModalVolumeStore, WeightCache
 from weightcache.testing import FakeModalDict, FakeModalVolume
 
@@ -53,19 +53,19 @@ def _check_and_recover(volume: FakeModalVolume, source: Path, expected: dict[str
 
 
 @pytest.mark.crash
-def test_a_container_killed_anywhere_in_a_populate(tmp_path: Path, make_image_dir, capsys) -> None:
-    rng = random.Random(f"{SEED}-modal")
+def test_a_container_killed_anywhere_in_a_populate(tmp_path: Path, make_image_dir, seed: int, capsys) -> None:
+    rng = random.Random(seed)
     volume = FakeModalVolume(tmp_path / "volume")
     source = make_image_dir({"a.bin": b"0"}, name="model")
     expected: dict[str, dict[str, str]] = {}
     # Every named point once in the quick run (a kill costs the next container a lapsed lease,
     # about a second); a long run (WEIGHTCACHE_CRASH_TRIALS set) adds random delays up to TRIALS.
     plan: list[str | float] = list(POPULATE_POINTS)
-    if "WEIGHTCACHE_CRASH_TRIALS" in os.environ:
+    if SOAK:
         plan += [rng.uniform(0, 0.3) for _ in range(max(0, TRIALS - len(plan)))]
     fetched, ends = 0, Counter()
     for step in plan:
-        files = {"a.bin": os.urandom(200_000), "sub/b.bin": os.urandom(rng.choice([0, 1, 70_000]))}
+        files = {"a.bin": rng.randbytes(200_000), "sub/b.bin": rng.randbytes(rng.choice([0, 1, 70_000]))}
         for name, data in files.items():
             (source / name).parent.mkdir(exist_ok=True)
             (source / name).write_bytes(data)
@@ -87,7 +87,7 @@ def test_a_container_killed_anywhere_in_a_populate(tmp_path: Path, make_image_di
     _collect_until_leases_lapse(volume)
     assert volume.listdir(".weightcache/staging") == [] and volume.listdir(".weightcache/trash") == []
     with capsys.disabled():
-        print(f"\n[crash:modal] {len(plan)} containers (seed {SEED}): {dict(ends)}; {fetched} refetched")
+        print(f"\n[crash:modal] {len(plan)} containers: {dict(ends)}; {fetched} refetched")
 
 
 def _collect_until_leases_lapse(volume: FakeModalVolume) -> None:

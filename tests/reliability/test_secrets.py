@@ -67,6 +67,7 @@ class Planted:
     secrets: list[str]
     uri: str  # the good source's URI as a user would type it, credentials and all
     kill_at: str  # a point where its download is under way (see crash.POINTS)
+    kill_occurrence: int  # the arrival at ``kill_at`` that comes after weight bytes reach the disk
 
 
 @pytest.fixture(params=["https", "hf"])
@@ -93,7 +94,8 @@ def planted(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
                 URLSource(f"http://{USER}:{PASSWORD}@127.0.0.1:9/x.bin{query}", headers=headers, retries=1),
             ]
             good = URLSource(url("/private/model.bin"), headers=headers)
-            yield Planted(good, failing, URL_SECRETS, url("/private/model.bin"), "write-chunk")
+            # The first chunk written: the file is on its way, 2 MB not yet all there.
+            yield Planted(good, failing, URL_SECRETS, url("/private/model.bin"), "write-chunk", 1)
     else:
         with FakeHub() as hub:
             monkeypatch.setenv("HF_ENDPOINT", hub.url)
@@ -111,7 +113,9 @@ def planted(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
                 HFSource("acme/corrupt"),  # wrong bytes
             ]
             secrets = [HF_TOKEN, "hf_PLANTEDWRONGTOKEN"]
-            yield Planted(HFSource("acme/private"), failing, secrets, "hf://acme/private", "adopt-hash")
+            # The repository's two files download in parallel and each is hashed back only once it is
+            # whole, so the second hash-back comes after both downloads: the weights are on disk.
+            yield Planted(HFSource("acme/private"), failing, secrets, "hf://acme/private", "adopt-hash", 2)
 
 
 def test_planted_credentials_appear_nowhere(
@@ -121,7 +125,12 @@ def test_planted_credentials_appear_nowhere(
     cache = WeightCache(store_dir)
     shown: list[str] = []
     # A populate killed mid-download leaves its staging (and a downloader's scratch files) behind.
-    killed = run_child(lambda: cache.ensure(planted.good), point=planted.kill_at, rng=random.Random(0))
+    killed = run_child(
+        lambda: cache.ensure(planted.good),
+        point=planted.kill_at,
+        occurrence=planted.kill_occurrence,
+        rng=random.Random(0),
+    )
     left_behind = _store_bytes(store_dir)
     assert killed.how == "point" and WEIGHTS[:4096] in left_behind, killed
     entry = cache.ensure(planted.good)
