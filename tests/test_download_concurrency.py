@@ -86,7 +86,7 @@ def test_the_api_parameter_overrides_the_environment(
 def test_the_cli_flag_sets_the_budget(
     server: FileServer, store_dir: Path, cli, rng, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(ENV_CONNECTIONS, raising=False)  # restored after the test: the flag sets it
+    monkeypatch.setenv(ENV_CONNECTIONS, "64")  # the flag overrides it (and the test restores it)
     urls, hashes = serve(server, rng, {"a.bin": MIB, "b.bin": MIB})
     uri = " | ".join(f"{url}#sha256={hashes[name]}" for name, url in urls.items())
     result = cli("ensure", uri, "--store", store_dir, "--connections", "1")
