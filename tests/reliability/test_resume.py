@@ -24,7 +24,7 @@ import pytest
 from weightcache import ChecksumMismatchError, WeightCache
 from weightcache.resume import Journal
 from weightcache.staging import Staging
-from weightcache.testing import FileServer
+from weightcache.testing import FakeHub, FileServer
 
 MIB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,11 +66,13 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
     return random.Random(request.node.nodeid)
 
 
-def child(store: Path, uri: str, marker: Path, fraction: float, go: Path) -> subprocess.Popen[str]:
+def child(
+    store: Path, uri: str, marker: Path, fraction: float, go: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, str(store), uri, str(marker), str(fraction), str(go)],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -87,10 +89,12 @@ def wait_for(path: Path, process: subprocess.Popen[str]) -> None:
         time.sleep(0.01)
 
 
-def kill_at(store: Path, uri: str, fraction: float, tmp_path: Path) -> None:
+def kill_at(
+    store: Path, uri: str, fraction: float, tmp_path: Path, env: dict[str, str] | None = None
+) -> None:
     """Run a child until ``fraction`` of the bytes are written, then SIGKILL it."""
     marker = tmp_path / f"marker-{fraction}"
-    process = child(store, uri, marker, fraction, tmp_path / "never")
+    process = child(store, uri, marker, fraction, tmp_path / "never", env)
     wait_for(marker, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -147,6 +151,20 @@ def test_a_populate_killed_at_70_percent_fetches_at_most_40_percent_again(
     total = sum(map(len, contents.values()))
     assert body_bytes(server, before) <= 0.4 * total
     assert not list((store_dir / ".weightcache" / "staging").iterdir())  # nothing left behind
+
+
+def test_a_hub_download_killed_at_70_percent_resumes_too(
+    store_dir: Path, tmp_path: Path, rng, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shards = {f"model-0000{i}-of-00004.safetensors": rng.randbytes(6 * MIB) for i in range(4)}
+    with FakeHub() as hub:
+        hub.add_repo("acme/sharded", {**shards, "config.json": b"{}"})
+        kill_at(store_dir, "hf://acme/sharded", 0.7, tmp_path, env={"HF_ENDPOINT": hub.url})
+        before = len(hub.cdn.requests)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        files = ensure_files(store_dir, "hf://acme/sharded")
+        assert body_bytes(hub.cdn, before) <= 0.4 * sum(map(len, shards.values()))
+    check({name: path for name, path in files.items() if name in shards}, shards)
 
 
 def test_killed_at_40_percent_then_rerun_gives_every_file_right(

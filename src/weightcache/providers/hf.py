@@ -1,8 +1,10 @@
 """Hugging Face Hub repositories: ``hf://[datasets/|spaces/]ORG/NAME[@REVISION][?allow=...&ignore=...]``.
 
 A branch or tag is resolved to a commit sha with one request, and an entry holds exactly that
-commit. Files are downloaded with huggingface_hub's own transfer functions (xet when the Hub
-offers it), in parallel, straight into the staging area; every LFS file is then checked against
+commit. Large LFS files come in parallel byte ranges from the CDN location the Hub gives, under
+one connection budget and resumable after a kill (see :mod:`weightcache.http_parts`); the others
+with huggingface_hub's own transfer functions (xet when the Hub offers it), in parallel, straight
+into the staging area; every LFS file is then checked against
 the sha256 the Hub's tree listing gives, and every other file against its git blob id, before
 anything is published (huggingface_hub itself checks only sizes). A file whose sha256 is already
 in an earlier entry of the same repository is linked from there instead of downloaded.
