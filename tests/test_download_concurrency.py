@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from weightcache import InvalidSourceError, WeightCache
+from weightcache import InvalidSourceError, SourceChangedError, WeightCache
 from weightcache.constants import ENV_CONNECTIONS, HTTP_MIN_PART_BYTES
 from weightcache.http_parts import part_bytes_for, split
 from weightcache.providers.url import URLSource
@@ -109,3 +109,18 @@ def test_part_sizes_follow_the_download() -> None:
     assert part_bytes_for(10 * MIB, 32) == HTTP_MIN_PART_BYTES
     assert HTTP_MIN_PART_BYTES < part_bytes_for(1024 * MIB, 32) <= 32 * MIB
     assert split([(0, 10), (20, 25)], 4) == [(0, 4), (4, 8), (8, 10), (20, 24), (24, 25)]
+
+
+def test_a_range_of_a_file_changed_since_its_probe_is_refused(server: FileServer, tmp_path: Path) -> None:
+    # The range requests of an unpinned file carry If-Range: a server whose file changed sends it
+    # whole (200), and the download stops instead of mixing two versions.
+    from weightcache.download import HTTPDownloader, Probe
+    from weightcache.http_parts import FileJob
+    from weightcache.staging import Staging
+
+    url = server.add("/a.bin", b"x" * 100, etag=False)
+    stale = Probe(size=100, ranges=True, etag=None, last_modified="Mon, 01 Jan 2024 00:00:00 GMT")
+    staging = Staging(tmp_path / "staging", store_name="test")
+    with HTTPDownloader() as downloader, pytest.raises(SourceChangedError, match="If-Range"):
+        downloader.download_all([FileJob(url, "a.bin", "a.bin", stale, None)], staging)
+    assert [r.headers.get("if-range") for r in server.requests] == [stale.last_modified]

@@ -16,10 +16,11 @@
         server.gather(8)                               # hold bodies until 8 are being sent at once
         server.peak_in_flight                          # most bodies (over a byte) sent at once
 
-One-shot faults (``fail``, ``hang``, ``drop``, ``trickle``) apply to GET requests, oldest first,
-one per request (a ``drop`` waits for a response whose body is longer than its cut, a ``trickle``
-for one longer than a byte, so a one-byte probe is served normally); ``times`` makes one last
-several requests. Everything runs on 127.0.0.1.
+``If-Range`` is honoured: a validator other than the file's ETag or Last-Modified gets the whole
+file (200) instead of the range. One-shot faults (``fail``, ``hang``, ``drop``, ``trickle``) apply
+to GET requests, oldest first, one per request (a ``drop`` waits for a response whose body is
+longer than its cut, a ``trickle`` for one longer than a byte, so a one-byte probe is served
+normally); ``times`` makes one last several requests. Everything runs on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -280,6 +281,9 @@ class FileServer(ServerContext):
             headers["Accept-Ranges"] = "bytes"
             try:
                 wanted = _parse_range(handler.headers.get("Range"), resource.size)
+                if_range = handler.headers.get("If-Range")
+                if if_range is not None and if_range not in (resource.etag, resource.last_modified):
+                    wanted = None  # the client's copy is of another version: send the whole file
             except _RangeNotSatisfiable:
                 handler.send_simple(416, {"Content-Range": f"bytes */{resource.size}"})
                 return
