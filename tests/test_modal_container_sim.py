@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from weightcache.errors import InvalidArgumentError
 from weightcache.testing.modal_container import ContainerStartError, ModalContainer, available
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
@@ -32,6 +33,9 @@ def test_a_fixed_app_starts_cold_then_warm(tmp_path: Path) -> None:
     assert cold["phases"] == ["snap", "restore"]  # @modal.enter(snap=True) first
     assert cold["greeting"] == "hello from the image"  # add_local_python_source
     assert cold["etc"] == "asset from add_local_dir"  # add_local_file at /etc/cache-app/greeting.txt
+    assert cold["copied"] == "asset from add_local_dir"  # add_local_file(..., copy=True)
+    assert first.entered == {"pre_snapshot": ["ensure"], "post_snapshot": ["restore"]}
+    assert first.open_at_snapshot == [] and first.endpoints == ["web"]
     assert cold["hit"] is False and cold["entry_path"].startswith("/cache/entries/")
     entries = first.volume("cache-app-weights").listdir("entries")
     assert [entry.path for entry in entries] == [
@@ -52,3 +56,17 @@ def test_a_store_path_that_is_not_the_volume_mount_is_refused(tmp_path: Path) ->
     assert refused.value.phase == "running @modal.enter methods"
     assert refused.value.error_type == "VolumeNotMountedError"
     assert "/cahce is not where a Volume is mounted" in refused.value.details
+
+
+def test_a_volume_file_held_open_at_the_snapshot_is_reported(tmp_path: Path) -> None:
+    container = ModalContainer(
+        CACHE_APP, "Service", state_dir=tmp_path, cwd=REPO, env={"CACHE_APP_HOLD": "1"}
+    )
+    with container:
+        entry_path = container.request("GET", "/info").json()["entry_path"]
+        with pytest.raises(InvalidArgumentError, match="has no web endpoint 'info'; pick one of web"):
+            container.request("GET", "/", endpoint="info")
+        with pytest.raises(InvalidArgumentError, match="already running"):
+            container.start()
+
+    assert container.open_at_snapshot == [f"{entry_path}/greeting.txt"]

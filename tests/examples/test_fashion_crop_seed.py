@@ -1,5 +1,6 @@
-"""fashion_crop's seed interface: app.py's ``fastapi_app`` as its container serves it, the crop
-selection rules, safe ``imageUrl`` fetching, and where crops are stored."""
+"""fashion_crop's seed interface: app.py's ``fastapi_app`` served by its Modal container (the app
+run as ``modal deploy`` would run it: ``in_container``), the crop selection rules, safe
+``imageUrl`` fetching, and where crops are stored."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import io
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,17 +20,18 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from examples.fashion_crop import client, weights
+from examples.fashion_crop import client
 from examples.fashion_crop.image_fetch import FetchLimits, ImageFetchError, fetch_image, public_address
 from examples.fashion_crop.pipeline import FashionCropper, MaskRules
 from examples.fashion_crop.seed_api import SeedOptions, create_seed_app
 from examples.fashion_crop.storage import S3Uploader, data_url, uploader_from_env
-from weightcache.testing import FakeModalVolume
+from weightcache.testing.modal_container import ContainerStartError, ModalContainer
 
-from . import modal_wiring
+from . import in_container
 from .extras import DEVICE
-from .test_fashion_crop import ANY_MASK, publish_models
+from .test_fashion_crop import ANY_MASK
 
+APP = "examples/fashion_crop/app.py"
 OUTFIT_PNG = client.png_bytes(client.example_outfit())
 OUTFIT_B64 = base64.b64encode(OUTFIT_PNG).decode()
 
@@ -51,68 +54,83 @@ def jpeg_of(url: str) -> Image.Image:
     return image
 
 
-# --- app.py's seed app, as the container serves it ------------------------------------------
+# --- app.py in its Modal container ------------------------------------------------------------
 
 
-@pytest.fixture
-def fashion_app(hub, baked_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """app.py, hub way, on a fake Hub and one FakeModalVolume; ``start()`` gives (container, instance)."""
-    publish_models(hub, baked_weights)
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("FASHION_CROP_WEIGHTS", "hub")
-    monkeypatch.setattr(weights, "LINK_DIR", str(tmp_path / "root/data/weights"))
-    volume = FakeModalVolume(tmp_path / "volume", name="fashion-model-weights")
+@dataclass
+class Deployed:
+    """The cold container (stopped) and the warm one the tests use, both on one Volume."""
 
-    def start(*, snapshot: bool = False, restore: bool = True) -> tuple[Any, Any]:
-        monkeypatch.setenv("EXAMPLES_MEMORY_SNAPSHOT", "1" if snapshot else "0")
-        module = modal_wiring.import_app("examples/fashion_crop/app.py")
-        container = volume.container()
-        module.volume, module.CACHE_MOUNT = container, str(container.mount_path)
-        obj = modal_wiring.instance(module, "FashionCrop")
-        modal_wiring.enter(obj, snap=True)
-        if restore:
-            modal_wiring.enter(obj, snap=False)
-        return container, obj
-
-    return start
+    cold: ModalContainer
+    cold_health: dict[str, Any]
+    warm: ModalContainer
 
 
-def test_app_serves_the_seed_interface_and_logs_the_seed_volume_lines(
-    fashion_app, capsys: pytest.CaptureFixture
+@pytest.fixture(scope="module")
+def deployed(baked_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    """app.py deployed the image way (``prepare_weights.py``'s folder, here the tiny models' one):
+    a cold container with snapshots off, stopped; then a warm one with snapshots on."""
+    state = tmp_path_factory.mktemp("fashion-modal")
+    local_weights = {"FASHION_CROP_WEIGHTS": "image", "FASHION_CROP_WEIGHTS_DIR": str(baked_weights)}
+    with in_container.container(APP, "FashionCrop", state, snapshot=False, env=local_weights) as cold:
+        cold_health = cold.request("GET", "/", endpoint="web").json()
+    warm = in_container.container(APP, "FashionCrop", state, snapshot=True, env=local_weights).start()
+    try:
+        yield Deployed(cold, cold_health, warm)
+    finally:
+        warm.stop()
+
+
+def test_a_cold_container_promotes_the_image_weights_and_the_next_finds_them_on_the_volume(
+    deployed: Deployed,
 ) -> None:
-    logs = []
-    for _ in (1, 2):
-        container, obj = fashion_app()
-        container.exit()
-        logs.append(capsys.readouterr().out)
-    seed = TestClient(modal_wiring.endpoint_app(obj, "fastapi_app"))
+    warm_health = deployed.warm.request("GET", "/", endpoint="web").json()
 
-    status = seed.get("/")
-    preflight = seed.options(
-        "/crop", headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"}
+    assert "📥 Models not found in volume cache. Downloading (first time only)..." in deployed.cold.logs()
+    assert "✅ Models found in volume cache" in deployed.warm.logs()
+    assert "Models not found" not in deployed.warm.logs()
+    assert deployed.cold_health["weights"]["origin"] == "image"
+    assert warm_health["status"] == "ok" and warm_health["weights"]["origin"] == "volume"
+    assert warm_health["weights"]["versions"] == deployed.cold_health["weights"]["versions"]
+
+
+def test_enter_methods_run_in_modals_order_and_the_snapshot_holds_no_volume_file(deployed: Deployed) -> None:
+    assert deployed.cold.entered == {"pre_snapshot": [], "post_snapshot": ["prepare", "start"]}
+    assert deployed.warm.entered == {"pre_snapshot": ["prepare"], "post_snapshot": ["start"]}
+    assert deployed.warm.open_at_snapshot == []
+    assert deployed.warm.endpoints == ["fastapi_app", "web"]
+
+
+def test_the_seed_app_answers_in_the_seeds_shape(deployed: Deployed) -> None:
+    seed = partial(deployed.warm.request, endpoint="fastapi_app")
+
+    status = seed("GET", "/")
+    preflight = seed(
+        "OPTIONS",
+        "/crop",
+        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
     )
-    crop = seed.post("/crop", json={"imageBase64": OUTFIT_B64, "categories": ["shirt"]})
+    crop = seed("POST", "/crop", json_body={"imageBase64": OUTFIT_B64, "categories": ["shirt"]})
 
-    assert "📥 Models not found in volume cache. Downloading (first time only)..." in logs[0]
-    assert "✅ Models found in volume cache" in logs[1]
     assert status.json() == {"status": "online", "cropper_available": True, "endpoint": "/crop"}
     assert preflight.headers["access-control-allow-origin"] == "*"
     assert crop.status_code in (200, 404), crop.text  # the tiny models' masks are noise
     assert set(crop.json()) <= {"croppedImageUrl", "detail"}
 
 
-def test_memory_snapshot_loads_on_the_cpu_and_lets_go_of_the_volume_before_the_snapshot(fashion_app) -> None:
-    container, obj = fashion_app(snapshot=True, restore=False)
-    device_before_snapshot = obj.cropper.device
+def test_deploying_without_the_prepared_weights_says_what_to_run(tmp_path: Path) -> None:
+    missing = tmp_path / "data" / "weights"
+    container = in_container.container(
+        APP, "FashionCrop", tmp_path, snapshot=False, env={"FASHION_CROP_WEIGHTS_DIR": str(missing)}
+    )
 
-    container.reload()  # Modal refuses while a file of the Volume is open or mapped
-    modal_wiring.enter(obj, snap=False)
-    health = TestClient(modal_wiring.endpoint_app(obj, "web")).get("/").json()
-    container.exit()
+    with pytest.raises(ContainerStartError) as refused:
+        container.start()
 
-    assert device_before_snapshot == "cpu"
-    assert health["status"] == "ok" and health["device"] == DEVICE
-    assert TestClient(modal_wiring.endpoint_app(obj, "fastapi_app")).get("/").json()["cropper_available"]
+    assert refused.value.phase == "importing the app where it is deployed"
+    assert f"{missing} does not exist: run python -m examples.fashion_crop.prepare_weights first" in (
+        refused.value.details
+    )
 
 
 # --- the seed's POST /crop --------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""jaguar's seed interface, served by app.py's ``ShuttleJaguarModel`` as its container serves it.
+"""jaguar's seed interface, served by app.py's ``ShuttleJaguarModel`` in its Modal container.
 
-The class's enter methods run on a FakeModalVolume container with the tiny FluxPipeline on a fake
-Hub; each seed endpoint is the app modal builds around the method (``modal_wiring``). The seed's
-client (``test_generate.py``) runs against them on a real uvicorn server.
+The app runs as ``modal deploy examples/jaguar/app.py`` would run it (``in_container``): a cold
+container on an empty FakeModalVolume fetches the tiny FluxPipeline from a fake Hub, a second one
+(deployed with memory snapshots: snap phase, then restore) finds it on the Volume and serves every
+test here. The seed's client (``test_generate.py``) runs against it through a real uvicorn server.
 """
 
 from __future__ import annotations
@@ -13,71 +14,71 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from examples.jaguar import test_generate
 from examples.jaguar.weights import REPO
-from weightcache.testing import FakeModalVolume
+from weightcache.testing import FakeHub
+from weightcache.testing.modal_container import ContainerStartError, ModalContainer
 
-from . import modal_wiring
+from . import in_container
 from .tiny_models import tree_files
 
-SEED_ENDPOINTS = ("generate-api", "batch-api", "info", "reload-model")
+APP = "examples/jaguar/app.py"
 SMALL = {"height": 16, "width": 16, "steps": 1}
 
 
-@pytest.fixture
-def start_container(
-    hub, flux_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Any]:
-    """Start a container of app.py's ShuttleJaguarModel on one fake Volume; returns (module, instance)."""
-    hub.add_repo(REPO, tree_files(flux_weights))
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    volume = FakeModalVolume(tmp_path / "volume", name="jaguar-model-weights")
-    containers = []
+@dataclass
+class Deployed:
+    """The fake Hub, what the cold container answered, and the warm container every test uses."""
 
-    def start(*, snapshot: bool = False, restore: bool = True) -> tuple[Any, Any, Any]:
-        monkeypatch.setenv("EXAMPLES_MEMORY_SNAPSHOT", "1" if snapshot else "0")
-        module = modal_wiring.import_app("examples/jaguar/app.py")
-        container = volume.container()
-        containers.append(container)
-        module.volume, module.CACHE_MOUNT = container, str(container.mount_path)
-        obj = modal_wiring.instance(module, "ShuttleJaguarModel")
-        modal_wiring.enter(obj, snap=True)
-        if restore:
-            modal_wiring.enter(obj, snap=False)
-        return container, obj, module
-
-    yield start
-    for container in containers:
-        container.exit()
+    hub: FakeHub
+    weights: Path
+    cold: ModalContainer
+    cold_info: dict[str, Any]
+    hub_requests_after_cold: int
+    hub_requests_after_warm: int
+    warm: ModalContainer
 
 
-def seed_clients(obj: Any) -> dict[str, TestClient]:
-    return {
-        name: TestClient(modal_wiring.endpoint_app(obj, name.replace("-", "_"))) for name in SEED_ENDPOINTS
-    }
+@pytest.fixture(scope="module")
+def jaguar(flux_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    """A cold container (snapshots off), stopped; then a warm one (snapshots on) on the same Volume."""
+    state = tmp_path_factory.mktemp("jaguar-modal")
+    with FakeHub() as hub:
+        hub.add_repo(REPO, tree_files(flux_weights))
+        secrets = {"HF_ENDPOINT": hub.url}
+        with in_container.container(
+            APP, "ShuttleJaguarModel", state, snapshot=False, secret_env=secrets
+        ) as cold:
+            cold_info = cold.request("GET", "/", endpoint="info").json()
+        after_cold = hub.count()
+        warm = in_container.container(
+            APP, "ShuttleJaguarModel", state, snapshot=True, secret_env=secrets
+        ).start()
+        try:
+            yield Deployed(hub, flux_weights, cold, cold_info, after_cold, hub.count(), warm)
+        finally:
+            warm.stop()
 
 
 def decode(image: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(image)))
 
 
-def test_info_says_where_the_model_came_from_in_the_seeds_shape(start_container) -> None:
-    _, first, _ = start_container()
-    _, later, _ = start_container()
+def test_a_cold_container_fetches_from_the_hub_and_the_next_finds_the_model_on_the_volume(
+    jaguar: Deployed,
+) -> None:
+    warm_info = jaguar.warm.request("GET", "/", endpoint="info").json()
 
-    info = seed_clients(first)["info"].get("/").json()
-    later_info = seed_clients(later)["info"].get("/").json()
-
-    assert info == {
+    assert jaguar.cold_info == {
         "model": "shuttleai/shuttle-jaguar",
         "version": "bfloat16",
         "parameters": "8B",
@@ -91,18 +92,48 @@ def test_info_says_where_the_model_came_from_in_the_seeds_shape(start_container)
             "max_seq_length": 256,
         },
         "source": "huggingface",
-        "volume_path": info["volume_path"],
+        "volume_path": jaguar.cold_info["volume_path"],
     }
-    assert later_info["source"] == "volume"
-    assert Path(info["volume_path"], "model_index.json").is_file()
+    assert jaguar.cold_info["volume_path"].startswith("/cache/entries/")
+    entry = jaguar.cold_info["volume_path"].removeprefix("/cache/")
+    assert "model_index.json" in {
+        Path(item.path).name for item in jaguar.cold.volume("jaguar-model-weights").listdir(entry)
+    }
+    assert warm_info["source"] == "volume" and warm_info["volume_path"] == jaguar.cold_info["volume_path"]
+    assert (
+        jaguar.hub_requests_after_warm == jaguar.hub_requests_after_cold
+    )  # a warm start asks the Hub nothing
 
 
-def test_generate_api_answers_a_base64_png_with_the_parameters_and_time(start_container) -> None:
-    _, obj, _ = start_container()
-    generate = seed_clients(obj)["generate-api"]
+def test_enter_methods_run_in_modals_order_and_the_snapshot_holds_no_volume_file(jaguar: Deployed) -> None:
+    # Without snapshots both methods are snap=False and run at start in definition order; with them,
+    # prepare runs before the snapshot and must leave no file of the Volume open or mapped.
+    assert jaguar.cold.entered == {"pre_snapshot": [], "post_snapshot": ["prepare", "start"]}
+    assert jaguar.warm.entered == {"pre_snapshot": ["prepare"], "post_snapshot": ["start"]}
+    assert jaguar.warm.open_at_snapshot == []
+    assert jaguar.warm.endpoints == ["web", "generate_api", "batch_api", "info", "reload_model"]
 
-    answer = generate.get("/", params={"prompt": "white cat", "seed": 7, "max_seq_length": 32, **SMALL})
-    again = generate.get("/", params={"prompt": "white cat", "seed": 7, "max_seq_length": 32, **SMALL})
+
+def test_the_app_of_commit_18215b8_crashes_in_its_container_and_the_current_one_starts(
+    jaguar: Deployed, tmp_path: Path
+) -> None:
+    # That app computed the checkout's path at import: fine here, an IndexError at /root/app.py.
+    old = ModalContainer(
+        "tests/modal_apps/jaguar_18215b8/app.py", "JaguarService", state_dir=tmp_path, cwd=in_container.REPO
+    )
+    with pytest.raises(ContainerStartError) as crashed:
+        old.start()
+
+    assert crashed.value.phase == "importing the app" and crashed.value.error_type == "IndexError"
+    assert 'File "/root/app.py"' in crashed.value.details and "HERE.parents[1]" in crashed.value.details
+    assert jaguar.warm.request("GET", "/", endpoint="info").status_code == 200
+
+
+def test_generate_api_answers_a_base64_png_with_the_parameters_and_time(jaguar: Deployed) -> None:
+    params = {"prompt": "white cat", "seed": 7, "max_seq_length": 32, **SMALL}
+
+    answer = jaguar.warm.request("GET", "/", endpoint="generate_api", params=params)
+    again = jaguar.warm.request("GET", "/", endpoint="generate_api", params=params)
 
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -121,12 +152,13 @@ def test_generate_api_answers_a_base64_png_with_the_parameters_and_time(start_co
     assert decode(body["image"]).tobytes() == decode(again.json()["image"]).tobytes()
 
 
-def test_batch_api_gives_prompt_i_the_seed_base_seed_plus_i(start_container) -> None:
-    _, obj, _ = start_container()
-    clients = seed_clients(obj)
-
-    batch = clients["batch-api"].post("/", json={"prompts": ["cat", "dog"], "base_seed": 5, **SMALL})
-    single = clients["generate-api"].get("/", params={"prompt": "dog", "seed": 6, **SMALL})
+def test_batch_api_gives_prompt_i_the_seed_base_seed_plus_i(jaguar: Deployed) -> None:
+    batch = jaguar.warm.request(
+        "POST", "/", endpoint="batch_api", json_body={"prompts": ["cat", "dog"], "base_seed": 5, **SMALL}
+    )
+    single = jaguar.warm.request(
+        "GET", "/", endpoint="generate_api", params={"prompt": "dog", "seed": 6, **SMALL}
+    )
 
     assert batch.status_code == 200, batch.text
     body = batch.json()
@@ -144,76 +176,23 @@ def test_batch_api_gives_prompt_i_the_seed_base_seed_plus_i(start_container) -> 
     ],
     ids=["empty-prompts", "odd-width"],
 )
-def test_batch_api_refuses_a_bad_request_in_one_sentence(start_container, body: dict, says: str) -> None:
-    _, obj, _ = start_container()
-
-    answer = seed_clients(obj)["batch-api"].post("/", json=body)
+def test_batch_api_refuses_a_bad_request_in_one_sentence(jaguar: Deployed, body: dict, says: str) -> None:
+    answer = jaguar.warm.request("POST", "/", endpoint="batch_api", json_body=body)
 
     assert answer.status_code == 400
     assert answer.json()["detail"].startswith(says)
 
 
-def test_reload_model_refetches_and_a_failed_reload_keeps_the_old_model_serving(
-    start_container, hub, flux_weights: Path
-) -> None:
-    _, obj, _ = start_container()
-    clients = seed_clients(obj)
-    config = flux_weights / "scheduler/scheduler_config.json"
-    hub.commit(REPO, {"scheduler/scheduler_config.json": config.read_bytes() + b"\n"})
+def test_the_richer_api_is_served_by_the_same_container(jaguar: Deployed) -> None:
+    info = jaguar.warm.request("GET", "/info", endpoint="web").json()
+    image = jaguar.warm.request("POST", "/generate", endpoint="web", json_body={"prompt": "cat", **SMALL})
 
-    reloaded = clients["reload-model"].post("/")
-    path_after_reload = clients["info"].get("/").json()["volume_path"]
-    hub.commit(REPO, {"transformer/config.json": b"{not json"})
-    broken = clients["reload-model"].post("/")
-
-    assert reloaded.status_code == 200 and reloaded.json()["status"] == "success"
-    assert broken.status_code == 500
-    assert broken.json()["detail"].startswith("reload failed, the loaded model keeps serving: ")
-    assert clients["info"].get("/").json()["volume_path"] == path_after_reload
-    assert clients["generate-api"].get("/", params={"prompt": "cat", **SMALL}).status_code == 200
+    assert info["source"] == "volume" and info["loader"] == "weightcache"
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
 
 
-def test_memory_snapshot_loads_on_the_cpu_and_lets_go_of_the_volume_before_the_snapshot(
-    start_container,
-) -> None:
-    container, obj, module = start_container(snapshot=True, restore=False)
-    loaded_before_snapshot = obj.model.info
-
-    container.reload()  # Modal refuses while a file of the Volume is open or mapped
-    modal_wiring.enter(obj, snap=False)
-    answer = seed_clients(obj)["generate-api"].get("/", params={"prompt": "cat", **SMALL})
-
-    assert module.app.name == "shuttle-jaguar"
-    assert loaded_before_snapshot.device == "cpu"
-    assert answer.status_code == 200
-    assert seed_clients(obj)["info"].get("/").json()["source"] == "huggingface"
-
-
-def test_without_snapshots_both_enter_methods_run_after_start_in_order(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("EXAMPLES_MEMORY_SNAPSHOT", "0")
-    module = modal_wiring.import_app("examples/jaguar/app.py")
-    obj = modal_wiring.instance(module, "ShuttleJaguarModel")
-
-    assert modal_wiring.enter(obj, snap=True) == []
-    assert [name for name in vars(type(obj)) if name in ("prepare", "start")] == ["prepare", "start"]
-    assert list(modal_wiring.web_endpoints(type(obj))) == [
-        "web",
-        "generate_api",
-        "batch_api",
-        "info",
-        "reload_model",
-    ]
-
-
-def test_seed_client_reports_and_saves_test_output_png(start_container, serve, tmp_path: Path) -> None:
-    _, obj, _ = start_container()
-    url = serve(
-        modal_wiring.by_first_segment(
-            {n: modal_wiring.endpoint_app(obj, n.replace("-", "_")) for n in SEED_ENDPOINTS}
-        )
-    )
+def test_seed_client_reports_and_saves_test_output_png(jaguar: Deployed, serve, tmp_path: Path) -> None:
+    url = serve(in_container.by_first_segment(jaguar.warm))
     script = tmp_path / "client" / "test_generate.py"
     script.parent.mkdir()
     shutil.copy(test_generate.__file__, script)
@@ -224,10 +203,33 @@ def test_seed_client_reports_and_saves_test_output_png(start_container, serve, t
     assert first.returncode == 0, first.stderr
     assert (script.parent / ".api_url").read_text().strip() == url
     assert "model: shuttleai/shuttle-jaguar (8B, bfloat16, diffusers)" in first.stdout
-    assert "loaded from the volume: no, from huggingface" in first.stdout
+    assert "loaded from the volume: yes" in first.stdout
     assert "generation time: " in first.stdout
     assert second.returncode == 0, second.stderr
     assert Image.open(tmp_path / "test_output.png").size == (16, 16)
+
+
+def test_reload_model_refetches_and_a_failed_reload_keeps_the_old_model_serving(jaguar: Deployed) -> None:
+    # Last of the container's tests: it changes the model the container serves. A reload after a
+    # restore also reloads the Volume, which Modal refuses while a file of it is open.
+    warm, hub = jaguar.warm, jaguar.hub
+    config = jaguar.weights / "scheduler/scheduler_config.json"
+    hub.commit(REPO, {"scheduler/scheduler_config.json": config.read_bytes() + b"\n"})
+
+    reloaded = warm.request("POST", "/", endpoint="reload_model")
+    path_after_reload = warm.request("GET", "/", endpoint="info").json()["volume_path"]
+    hub.commit(REPO, {"transformer/config.json": b"{not json"})
+    broken = warm.request("POST", "/", endpoint="reload_model")
+
+    assert reloaded.status_code == 200 and reloaded.json()["status"] == "success", reloaded.text
+    assert path_after_reload != jaguar.cold_info["volume_path"]
+    assert broken.status_code == 500
+    assert broken.json()["detail"].startswith("reload failed, the loaded model keeps serving: ")
+    assert warm.request("GET", "/", endpoint="info").json()["volume_path"] == path_after_reload
+    assert (
+        warm.request("GET", "/", endpoint="generate_api", params={"prompt": "cat", **SMALL}).status_code
+        == 200
+    )
 
 
 def run_client(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -15,9 +15,12 @@ if modal.is_local():
     HERE = Path(__file__).resolve().parent
     # Where the store goes, fixed at deploy time (a test passes a typo here).
     store_path = os.environ.get("CACHE_APP_STORE", CACHE)
+    # A test sets CACHE_APP_HOLD=1 to keep a file of the Volume open from the snap phase on.
+    hold = os.environ.get("CACHE_APP_HOLD", "0")
     image = (
         modal.Image.debian_slim(python_version="3.11")
-        .env({"CACHE_APP_MODE": "container", "CACHE_APP_STORE": store_path})
+        .add_local_file(HERE / "assets" / "greeting.txt", "/etc/cache-app/copied.txt", copy=True)
+        .env({"CACHE_APP_MODE": "container", "CACHE_APP_STORE": store_path, "CACHE_APP_HOLD": hold})
         .add_local_dir(HERE / "assets", "/assets")
         .add_local_file(HERE / "assets" / "greeting.txt", "/etc/cache-app/greeting.txt")
         .add_local_python_source("weightcache", "tests")
@@ -41,6 +44,8 @@ class Service:
         self.phases = ["snap"]
         cache = WeightCache(ModalVolumeStore(volume, os.environ["CACHE_APP_STORE"]))
         self.entry = cache.ensure("dir:///assets")
+        if os.environ["CACHE_APP_HOLD"] == "1":
+            self.held = open(self.entry.path / "greeting.txt")  # noqa: SIM115 (held on purpose)
 
     @modal.enter(snap=False)
     def restore(self) -> None:
@@ -66,6 +71,7 @@ class Service:
                 "mode": os.environ.get("CACHE_APP_MODE"),
                 "greeting": GREETING,
                 "etc": Path("/etc/cache-app/greeting.txt").read_text().strip(),
+                "copied": Path("/etc/cache-app/copied.txt").read_text().strip(),
             }
 
         return web_app

@@ -5,13 +5,15 @@ the container's filesystem in a scratch root (the host's top-level directories b
 ``/root`` and every path the image adds its own, each Volume's mount path a bind mount of a
 FakeModalVolume container's view), ``chroot``s into it, imports the app module from ``/root``
 with ``modal.is_local()`` false, runs the class's ``@modal.enter`` methods (snap phase first)
-and serves its web endpoint through Starlette's test client, one JSON request per line on
-stdin, one JSON event per line on the file descriptor given.
+and serves each of its web endpoints through Starlette's test client, one JSON request per
+line on stdin (naming its endpoint), one JSON event per line on the original stdout; what the
+app prints goes to stderr.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib
 import json
 import os
@@ -112,23 +114,56 @@ def enter_container(spec: dict[str, Any]) -> dict[str, Any]:
     return containers
 
 
-def start_target(module: Any, name: str) -> Any:
-    """Run the target's ``@modal.enter`` methods (snap phase first) and return its ASGI app."""
+def start_target(module: Any, name: str, mounts: list[str]) -> dict[str, Any]:
+    """Run the target's ``@modal.enter`` methods and build each web endpoint's ASGI app.
+
+    As modal/_runtime/user_code_imports.py does: the ``snap=True`` methods
+    (``ENTER_PRE_SNAPSHOT``), the snapshot point, then the ``snap=False`` ones, each phase in
+    definition order; then one app per web method (``_find_partial_methods_for_user_cls``).
+    Returns ``apps`` (method name -> ASGI app), ``entered`` (phase -> method names) and
+    ``open_at_snapshot`` (the Volume files held open or mapped at the snapshot point).
+    """
     target = getattr(module, name)
     inner = synchronizer._translate_in(target)
     user_cls = getattr(inner, "_user_cls", None)
     if user_cls is None:  # a function with a web endpoint
         function = service_function(target)
-        return _web_app(function._raw_f, function._webhook_config)
+        app = _web_app(function._raw_f, function._webhook_config)
+        return {"apps": {name: app}, "entered": {}, "open_at_snapshot": []}
     instance = user_cls()
-    for flag in (_PartialFunctionFlags.ENTER_PRE_SNAPSHOT, _PartialFunctionFlags.ENTER_POST_SNAPSHOT):
-        for method in _find_callables_for_obj(instance, flag).values():
+    entered: dict[str, list[str]] = {}
+    open_at_snapshot: list[str] = []
+    for phase, flag in (
+        ("pre_snapshot", _PartialFunctionFlags.ENTER_PRE_SNAPSHOT),
+        ("post_snapshot", _PartialFunctionFlags.ENTER_POST_SNAPSHOT),
+    ):
+        methods = _find_callables_for_obj(instance, flag)
+        for method in methods.values():
             method()
-    for name, partial in _find_partial_methods_for_user_cls(
-        user_cls, _PartialFunctionFlags.WEB_INTERFACE
-    ).items():
-        return _web_app(getattr(instance, name).__func__.__get__(instance), partial.params.webhook_config)
-    return None
+        entered[phase] = list(methods)
+        if phase == "pre_snapshot" and methods:
+            open_at_snapshot = _open_files_under(mounts)
+    web = _find_partial_methods_for_user_cls(user_cls, _PartialFunctionFlags.WEB_INTERFACE)
+    apps = {
+        method: _web_app(getattr(instance, method).__func__.__get__(instance), partial.params.webhook_config)
+        for method, partial in web.items()
+    }
+    return {"apps": apps, "entered": entered, "open_at_snapshot": open_at_snapshot}
+
+
+def _open_files_under(mounts: list[str]) -> list[str]:
+    """The files under ``mounts`` this process has open (``/proc/self/fd``) or mapped (``maps``)."""
+    held: set[str] = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            held.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:  # closed since it was listed
+            continue
+    with open("/proc/self/maps") as maps:
+        held.update(
+            fields[5].strip() for fields in (line.split(maxsplit=5) for line in maps) if len(fields) == 6
+        )
+    return sorted(path for path in held for mount in mounts if path.startswith(mount.rstrip("/") + "/"))
 
 
 def _web_app(function: Any, config: Any) -> Any:
@@ -143,16 +178,30 @@ def _web_app(function: Any, config: Any) -> Any:
     )
 
 
-def serve(app: Any, events: IO[str]) -> None:
-    """Answer one JSON request per stdin line until ``{"exit": true}``."""
-    with TestClient(app) if app is not None else _NoClient() as client:
-        _send(events, {"event": "ready"})
+def serve(apps: dict[str, Any], events: IO[str], started: dict[str, Any]) -> None:
+    """Answer one JSON request per stdin line, each to the web endpoint it names, until ``{"exit": true}``."""
+    with contextlib.ExitStack() as stack:
+        clients = {name: stack.enter_context(TestClient(app)) for name, app in apps.items()}
+        _send(
+            events,
+            {
+                "event": "ready",
+                "endpoints": list(clients),
+                "entered": started["entered"],
+                "open_at_snapshot": started["open_at_snapshot"],
+            },
+        )
         for line in sys.stdin:
             request = json.loads(line)
             if request.get("exit"):
                 return
+            client = clients[request.get("endpoint") or next(iter(clients))]
             response = client.request(
-                request["method"], request["path"], headers=request.get("headers"), json=request.get("json")
+                request["method"],
+                request["path"],
+                headers=request.get("headers"),
+                json=request.get("json"),
+                params=request.get("params"),
             )
             _send(
                 events,
@@ -163,14 +212,6 @@ def serve(app: Any, events: IO[str]) -> None:
                     "body": base64.b64encode(response.content).decode(),
                 },
             )
-
-
-class _NoClient:
-    def __enter__(self) -> _NoClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _send(events: IO[str], event: dict[str, Any]) -> None:
@@ -191,9 +232,9 @@ def main() -> None:
         phase = "importing the app"
         module = importlib.import_module(spec["module"])
         phase = "running @modal.enter methods"
-        app = start_target(module, spec["target"])
+        started = start_target(module, spec["target"], list(spec["volumes"]))
         phase = "serving"
-        serve(app, events)
+        serve(started["apps"], events, started)
         phase = "exiting"
         for container in containers.values():
             container.exit()  # Modal commits every Volume when the container exits

@@ -8,8 +8,9 @@ would (a file with the working directory on ``sys.path``, as modal/cli/import_re
   (``FunctionSourceInfo.get_entrypoint_mount`` in modal/_utils/function_utils.py: a file is
   mounted at ``/root/<name>.py``, a package under ``/root/<top package>``) and for each
   ``add_local_python_source``/``add_local_dir``/``add_local_file`` layer of the image (the
-  image's deferred mounts, ``_Image._add_mount_layer_or_copy`` in modal/_image.py), each as
-  the SDK's own ``_MountEntry.get_files_to_upload`` lists it;
+  image's deferred mounts, or with ``copy=True`` the mount a ``COPY`` layer builds from:
+  ``_Image._add_mount_layer_or_copy`` in modal/_image.py), each as the SDK's own
+  ``_MountEntry.get_files_to_upload`` lists it;
 - ``env``: the variables set by ``Image.env`` (its ``ENV`` commands, from the SDK's own
   Dockerfile function);
 - ``module``: the module name the container imports; ``volumes``: mount path -> Volume name.
@@ -24,7 +25,10 @@ import json
 import os
 import shlex
 import sys
+from pathlib import PurePosixPath
 from typing import Any
+
+BUILDER_VERSION = "2025.06"  # an image builder version the SDK accepts; these layers do not depend on it
 
 
 def load_app_module(app_ref: str) -> Any:
@@ -62,6 +66,7 @@ def describe(app_ref: str, target_name: str) -> dict[str, Any]:
     env: dict[str, str] = {}
     for layer in _image_chain(image):
         env.update(_env_of(layer))
+        files += _copied_files(layer)
         if getattr(layer, "_rep", "") == "Image(local files)":
             files += [item for dep in layer._deps() if _is_mount(dep) for item in _mount_files(dep)]
     return {
@@ -97,16 +102,39 @@ def _image_chain(image: Any) -> list[Any]:
     return [*chain, image]
 
 
+def _copied_files(image: Any) -> list[tuple[str, str]]:
+    """The files an ``add_local_*(..., copy=True)`` layer bakes in.
+
+    That layer is ``_Image._copy_mount`` (modal/_image.py): a Dockerfile ``COPY . <dest>`` whose
+    build context is the mount its ``context_mount_function`` returns.
+    """
+    nonlocals = _load_nonlocals(image)
+    context_mount_function = nonlocals.get("context_mount_function")
+    dockerfile_function = nonlocals.get("dockerfile_function")
+    if context_mount_function is None or dockerfile_function is None:
+        return []
+    mount = context_mount_function(BUILDER_VERSION)
+    files = []
+    for command in dockerfile_function(BUILDER_VERSION).commands:
+        if command.startswith("COPY . "):
+            dest = PurePosixPath(command.removeprefix("COPY . "))
+            files += [(local, str(dest / remote.lstrip("/"))) for local, remote in _mount_files(mount)]
+    return files
+
+
+def _load_nonlocals(image: Any) -> dict[str, Any]:
+    """The variables an image layer's ``_load`` closes over (how the SDK keeps a layer's recipe)."""
+    load = getattr(image, "_load", None)
+    return {} if load is None else dict(inspect.getclosurevars(load).nonlocals)
+
+
 def _env_of(image: Any) -> dict[str, str]:
     """What ``Image.env`` set on this layer: the ``ENV`` commands of its own Dockerfile function."""
-    load = getattr(image, "_load", None)
-    if load is None:
-        return {}
-    dockerfile_function = inspect.getclosurevars(load).nonlocals.get("dockerfile_function")
+    dockerfile_function = _load_nonlocals(image).get("dockerfile_function")
     if dockerfile_function is None or not dockerfile_function.__qualname__.startswith("_Image.env."):
         return {}
     env = {}
-    for command in dockerfile_function("2025.06").commands:
+    for command in dockerfile_function(BUILDER_VERSION).commands:
         if command.startswith("ENV "):
             key, _, value = command[4:].partition("=")
             env[key] = shlex.split(value)[0] if value else ""

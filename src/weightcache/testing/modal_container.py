@@ -7,15 +7,16 @@ harness builds the container's filesystem from the real SDK objects (see
 :mod:`._container_spec`), lays it out with the container's paths in a private mount namespace,
 and runs the app there::
 
-    with ModalContainer("examples/jaguar/app.py", "JaguarService", state_dir=tmp_path) as container:
-        assert container.request("GET", "/info").status_code == 200
+    with ModalContainer("examples/jaguar/app.py", "ShuttleJaguarModel", state_dir=tmp_path) as container:
+        assert container.request("GET", "/", endpoint="info").status_code == 200
     # a second container on the same state_dir finds what the first committed to the Volume
 
 Inside, ``modal.is_local()`` is false, the image's ``.env`` is set, each Volume mounted by the
 target is a :class:`~weightcache.testing.FakeModalVolume` container at its mount path (a real
 mount point) and ``modal.Dict.from_name`` gives a :class:`~weightcache.testing.FakeModalDict`.
-The class's ``@modal.enter`` methods run (snap phase first), then its ``asgi_app`` or
-``fastapi_endpoint`` answers :meth:`ModalContainer.request`. Needs Linux, root and
+The class's ``@modal.enter`` methods run (snap phase first), then each of its ``asgi_app``
+and ``fastapi_endpoint`` methods answers :meth:`ModalContainer.request` (pick one with
+``endpoint=``). What the app prints is in :meth:`ModalContainer.logs`. Needs Linux, root and
 ``unshare`` (tests skip otherwise: see :func:`available`).
 """
 
@@ -28,12 +29,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..errors import WeightCacheError
+from ..errors import InvalidArgumentError, WeightCacheError
 from .fake_modal import FakeModalVolume
 
 
@@ -82,7 +84,13 @@ class ModalContainer:
     imported with ``cwd`` (default: the current directory) as the working directory, as on the
     deploying machine. Volumes and Dicts live under ``state_dir``, so containers started one
     after another on one ``state_dir`` share them. ``env`` is added to the deploying side's
-    environment (the container gets only the image's).
+    environment; the container gets only the image's ``.env`` and ``secret_env`` (what a
+    ``modal.Secret`` would give it).
+
+    Once started: ``endpoints`` lists the web methods in the SDK's order, ``entered`` the
+    ``@modal.enter`` methods run in each phase (``pre_snapshot``, ``post_snapshot``), and
+    ``open_at_snapshot`` the Volume files the process held open or mapped when the
+    ``snap=True`` methods had returned (a memory snapshot should hold none).
     """
 
     app: str
@@ -90,9 +98,15 @@ class ModalContainer:
     state_dir: Path
     cwd: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, str] = field(default_factory=dict)
     _process: subprocess.Popen[str] | None = field(default=None, init=False, repr=False)
     _scratch: Path | None = field(default=None, init=False, repr=False)
+    _log: Path | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     spec: dict[str, Any] = field(default_factory=dict, init=False)
+    endpoints: list[str] = field(default_factory=list, init=False)
+    entered: dict[str, list[str]] = field(default_factory=dict, init=False)
+    open_at_snapshot: list[str] = field(default_factory=list, init=False)
 
     def volume(self, name: str) -> FakeModalVolume:
         """The Volume ``name`` as a laptop sees it (its committed state)."""
@@ -100,6 +114,10 @@ class ModalContainer:
 
     def start(self) -> ModalContainer:
         """Build the container and start the app; raise :class:`ContainerStartError` if it fails."""
+        if self._process is not None:
+            raise InvalidArgumentError(
+                "this container is already running: start() it once, or use it in a with block"
+            )
         cwd = self.cwd or Path.cwd()
         described = subprocess.run(
             [sys.executable, "-m", "weightcache.testing._container_spec", self.app, self.target],
@@ -129,7 +147,28 @@ class ModalContainer:
         (self.state_dir / "dicts").mkdir(exist_ok=True)
         spec_file = self._scratch / "spec.json"
         spec_file.write_text(json.dumps(spec))
-        self._process = subprocess.Popen(
+        # A file, not a pipe: a model's import and load can print more than a pipe holds.
+        self._log = self._scratch.with_suffix(".log")
+        with open(self._log, "w") as log:
+            self._process = self._popen(spec_file, log)
+        ready = self._expect("ready")
+        self.endpoints, self.entered = ready["endpoints"], ready["entered"]
+        self.open_at_snapshot = ready["open_at_snapshot"]
+        return self
+
+    def logs(self) -> str:
+        """What the container printed so far (its stdout and stderr, as Modal's logs show them)."""
+        return self._log.read_text(errors="replace") if self._log is not None else ""
+
+    def _popen(self, spec_file: Path, log: Any) -> subprocess.Popen[str]:
+        # The image's environment replaces this process's inside (see _container_child).
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": "/root",  # as in a Modal container
+            "PYTHONPATH": _pythonpath(Path(__file__).resolve().parents[2]),
+            **self.secret_env,
+        }
+        return subprocess.Popen(
             [
                 "unshare",
                 "--mount",
@@ -142,20 +181,35 @@ class ModalContainer:
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=log,
             text=True,
-            env={**os.environ, "PYTHONPATH": _pythonpath(Path(__file__).resolve().parents[2])},
+            env=env,
         )
-        self._expect("ready")
-        return self
 
     def request(
-        self, method: str, path: str, *, json_body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        endpoint: str | None = None,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> ContainerResponse:
-        """Send one HTTP request to the container's web endpoint."""
-        event = self._exchange(
-            {"method": method, "path": path, "json": json_body, "headers": headers}, "response"
-        )
+        """Send one HTTP request to the web method ``endpoint`` (default: the first one)."""
+        if endpoint is not None and endpoint not in self.endpoints:
+            raise InvalidArgumentError(
+                f"{self.target} has no web endpoint {endpoint!r}; pick one of {', '.join(self.endpoints)}"
+            )
+        message = {
+            "method": method,
+            "path": path,
+            "endpoint": endpoint,
+            "params": params,
+            "json": json_body,
+            "headers": headers,
+        }
+        event = self._exchange(message, "response")
         return ContainerResponse(event["status"], event["headers"], base64.b64decode(event["body"]))
 
     def stop(self) -> None:
@@ -182,18 +236,18 @@ class ModalContainer:
 
     def _exchange(self, message: dict[str, Any], expected: str) -> dict[str, Any]:
         assert self._process is not None and self._process.stdin is not None
-        self._process.stdin.write(json.dumps(message) + "\n")
-        self._process.stdin.flush()
-        return self._expect(expected)
+        with self._lock:  # one request at a time on the pipe, whichever thread asks
+            self._process.stdin.write(json.dumps(message) + "\n")
+            self._process.stdin.flush()
+            return self._expect(expected)
 
     def _expect(self, expected: str) -> dict[str, Any]:
         assert self._process is not None and self._process.stdout is not None
         line = self._process.stdout.readline()
         if not line:
             self._process.wait()
-            stderr = self._process.stderr.read() if self._process.stderr else ""
             self._cleanup_failed()
-            raise ContainerStartError("starting", "ProcessExited", stderr)
+            raise ContainerStartError("starting", "ProcessExited", self.logs())
         event = json.loads(line)
         if event["event"] == "error":
             self._cleanup_failed()
