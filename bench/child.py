@@ -42,10 +42,15 @@ class ChildFailed(RuntimeError):
         super().__init__(f"bench child {command} failed:\n{stderr.strip()}")
 
 
-def measure_in_child(op: str, *args: str, env: dict[str, str] | None = None) -> ChildResult:
-    """Run ``op`` in a fresh Python process and return the time of its call and its peak RSS."""
+def measure_in_child(
+    op: str, *args: str, env: dict[str, str] | None = None, prefix: list[str] | None = None
+) -> ChildResult:
+    """Run ``op`` in a fresh Python process and return the time of its call and its peak RSS.
+
+    ``prefix`` is a command the Python process runs under (a private mount namespace, for one).
+    """
     done = subprocess.run(
-        [sys.executable, "-m", "bench.child", op, *args],
+        [*(prefix or []), sys.executable, "-m", "bench.child", op, *args],
         cwd=REPO_ROOT,
         env={**os.environ, **(env or {})},
         capture_output=True,
@@ -102,6 +107,20 @@ def _pooch(url: str, sha256: str, dest: str) -> Callable[[], object]:
     return lambda: pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname="model.bin", path=dest)
 
 
+def _truss(dest: str) -> Callable[[], object]:
+    """truss-transfer resolving the manifest the parent bound at /bptr (see bench.cases.peers)."""
+    import truss_transfer
+
+    return lambda: truss_transfer.lazy_data_resolve(dest)
+
+
+def _snapshot(repo_id: str, dest: str) -> Callable[[], object]:
+    """huggingface_hub's snapshot_download from ``HF_ENDPOINT`` into a plain directory."""
+    from huggingface_hub import snapshot_download
+
+    return lambda: snapshot_download(repo_id, local_dir=dest)
+
+
 OPS: dict[str, Callable[..., Callable[[], object]]] = {
     "import": _import,
     "baseline": lambda: _import("weightcache:WeightCache"),
@@ -109,6 +128,8 @@ OPS: dict[str, Callable[..., Callable[[], object]]] = {
     "warm": lambda uri, store: _ensure(uri, store, hit=True),
     "one-stream": _one_stream,
     "pooch": _pooch,
+    "truss": _truss,
+    "snapshot": _snapshot,
 }
 
 

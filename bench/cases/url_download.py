@@ -8,7 +8,8 @@ import statistics
 from collections.abc import Callable
 from functools import partial
 
-from weightcache.constants import HTTP_CONNECTIONS, HTTP_PART_BYTES
+from weightcache.constants import HTTP_CONNECTIONS
+from weightcache.http_parts import part_bytes_for
 
 from .. import units
 from ..child import ChildFailed, measure_in_child
@@ -43,7 +44,8 @@ CLIENTS: dict[str, Client] = {
 def run(ctx: Context) -> CaseResult:
     """Time each client on the same throttled server, then again with one connection cut half-way."""
     size, throttle = ctx.settings.download_bytes, ctx.settings.throttle_bytes_per_second
-    ranges = min(HTTP_CONNECTIONS, math.ceil(size / HTTP_PART_BYTES))
+    part = part_bytes_for(size, HTTP_CONNECTIONS)
+    ranges = min(HTTP_CONNECTIONS, math.ceil(size / part))
     plain, dropped = _measure(ctx)
     speed = Table(
         f"Download {units.size(size)}, server capped at {throttle / 1e6:.0f} MB/s per connection "
@@ -71,7 +73,7 @@ def run(ctx: Context) -> CaseResult:
             "caps every connection (as CDNs and object stores do), and the time one dropped connection costs."
         ),
         floor=f"the file's size divided by the cap, times the connections a client uses "
-        f"(weightcache: up to {HTTP_CONNECTIONS} byte ranges of {units.size(HTTP_PART_BYTES)}).",
+        f"(weightcache: up to {HTTP_CONNECTIONS} byte ranges of {units.size(part)}).",
         conditions=CONDITIONS,
         tables=[speed, drop],
         goals=[
@@ -100,7 +102,8 @@ def _measure(ctx: Context) -> tuple[dict[str, float], dict[str, float | str]]:
             ctx.say(f"case 4: {label}")
             plain[label] = _median(runs, download)
             # Cut half-way through the transfer: one of weightcache's ranges (all run at once), or the stream.
-            cut = min(size, HTTP_PART_BYTES) // 2 if label == WEIGHTCACHE else size // 2
+            part = part_bytes_for(size, HTTP_CONNECTIONS)
+            cut = min(size, part) // 2 if label == WEIGHTCACHE else size // 2
             ctx.say(f"case 4: {label}, one drop")
             dropped[label] = _with_drop(runs, partial(server.drop, PATH, after=cut), download)
     return plain, dropped

@@ -49,12 +49,35 @@ def default_store_root() -> Path:
 #: Environment variable huggingface_hub reads a Hub token from (named in error messages).
 ENV_HF_TOKEN = "HF_TOKEN"
 
-#: Parallel connections one HTTP download uses when the server accepts byte ranges.
-HTTP_CONNECTIONS = 8
+#: Environment variable setting the connections one populate may hold open (see http_connections()).
+ENV_CONNECTIONS = "WEIGHTCACHE_CONNECTIONS"
 
-#: Size of one byte range of a parallel HTTP download (parts are fetched in order, so the
-#: follower hash trails the download by about HTTP_CONNECTIONS parts).
-HTTP_PART_BYTES = 32 * 1024 * 1024
+#: Connections one populate holds at most, shared by all its files' byte ranges. CDNs cap each
+#: connection (often 20-50 MB/s), so a single stream cannot fill a fast link; 32 fills a 10 Gbit/s one.
+HTTP_CONNECTIONS = 32
+
+#: Byte-range parts are sized to give each connection a few parts of the whole populate, within
+#: these bounds: a file no larger than the smallest part is one request (it reuses a pooled
+#: connection, so small files pay no connection setup each), and every larger file is split.
+HTTP_MIN_PART_BYTES = 4 * 1024 * 1024
+HTTP_MAX_PART_BYTES = 32 * 1024 * 1024
+
+#: A download in ranges records which bytes are on disk (fsynced first) after about this many more
+#: bytes, so a killed populate's successor fetches only the rest (see weightcache.resume).
+RESUME_CHECKPOINT_BYTES = 16 * 1024 * 1024
+
+
+def http_connections() -> int:
+    """The connection budget of one populate: ``$WEIGHTCACHE_CONNECTIONS``, else HTTP_CONNECTIONS."""
+    text = os.environ.get(ENV_CONNECTIONS, "").strip()
+    if not text:
+        return HTTP_CONNECTIONS
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise InvalidSourceError(
+            f"{ENV_CONNECTIONS}={text!r} is not a whole number of connections (1 or more); fix or unset it"
+        )
+    return int(text)
+
 
 #: Seconds to wait for a connection, or for the next bytes of a response, before retrying.
 HTTP_TIMEOUT_SECONDS = 30.0

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import partial
 from types import TracebackType
 from typing import TypeVar
 
@@ -24,12 +23,11 @@ import httpx2
 from .constants import (
     HTTP_BACKOFF_MAX_SECONDS,
     HTTP_BACKOFF_SECONDS,
-    HTTP_CONNECTIONS,
-    HTTP_PART_BYTES,
     HTTP_RETRIES,
     HTTP_STALL_BYTES,
     HTTP_STALL_SECONDS,
     HTTP_TIMEOUT_SECONDS,
+    http_connections,
 )
 from .errors import (
     InvalidSourceError,
@@ -39,7 +37,7 @@ from .errors import (
     SourceNotFoundError,
     SourceUnreachableError,
 )
-from .parallel import run_parallel
+from .http_parts import FileJob, fetch_files
 from .ranged import RangedWriter
 from .redaction import install_log_redaction
 from .staging import Staging
@@ -106,21 +104,26 @@ def _watched(chunks: Iterator[bytes], stall_seconds: float) -> Iterator[bytes]:
 
 
 class HTTPDownloader:
-    """Fetches URLs into a :class:`Staging` over one connection pool; use as a context manager."""
+    """Fetches URLs into a :class:`Staging` over one connection pool; use as a context manager.
+
+    ``connections`` (default :func:`~weightcache.constants.http_connections`) bounds the
+    connections open at once, across all files; ``part_bytes`` fixes the size of byte-range
+    parts instead of sizing them from the download (see :mod:`weightcache.http_parts`).
+    """
 
     def __init__(
         self,
         *,
         headers: Mapping[str, str] | None = None,
-        connections: int = HTTP_CONNECTIONS,
-        part_bytes: int = HTTP_PART_BYTES,
+        connections: int | None = None,
+        part_bytes: int | None = None,
         timeout: float = HTTP_TIMEOUT_SECONDS,
         stall_timeout: float = HTTP_STALL_SECONDS,
         retries: int = HTTP_RETRIES,
     ) -> None:
         self.stall_timeout = stall_timeout
-        self.connections = max(1, connections)
-        self.part_bytes = max(1, part_bytes)
+        self.connections = max(1, connections or http_connections())
+        self.part_bytes = max(1, part_bytes) if part_bytes else None
         self.retries = retries
         self._client = httpx2.Client(
             # Compressed bodies would break size checks and byte ranges.
@@ -132,56 +135,36 @@ class HTTPDownloader:
             ),
         )
 
-    def probe(self, url: str, label: str) -> Probe:
+    def probe(self, url: str, label: str, *, headers: Mapping[str, str] | None = None) -> Probe:
         """Ask for the first byte: learn the size, the version validators and whether ranges work."""
 
         def attempt() -> Probe:
-            with self._client.stream("GET", url, headers={"Range": "bytes=0-0"}) as response:
+            asked = {**(headers or {}), "Range": "bytes=0-0"}
+            with self._client.stream("GET", url, headers=asked) as response:
                 if response.status_code != 416:  # an empty file cannot serve byte 0
                     check_status(response, label)
                 return _probe_from(response)
 
         return self._retrying(label, attempt)
 
-    def download(
-        self, url: str, label: str, staging: Staging, name: str, *, probe: Probe, sha256: str | None
-    ) -> None:
-        """Fetch ``url`` into ``staging`` as ``name``: in ranges when ``probe`` allows, else one stream."""
-        if probe.ranges and probe.size:
-            self._download_ranges(url, label, staging, name, size=probe.size, etag=probe.etag, sha256=sha256)
-        else:
-            self._retrying(label, lambda: self._stream_whole(url, label, staging, name, probe, sha256))
+    def download_all(self, jobs: list[FileJob], staging: Staging) -> None:
+        """Fetch every file of ``jobs`` into ``staging`` at once, in byte ranges where the server allows."""
+        fetch_files(self, jobs, staging, connections=self.connections, part_bytes=self.part_bytes)
 
-    def _download_ranges(
-        self,
-        url: str,
-        label: str,
-        staging: Staging,
-        name: str,
-        *,
-        size: int,
-        etag: str | None,
-        sha256: str | None,
-    ) -> None:
-        parts = [(start, min(start + self.part_bytes, size)) for start in range(0, size, self.part_bytes)]
-        with staging.write_ranges(name, size=size, sha256=sha256) as writer:
-            # Parts start in order, so the written prefix (which the follower hashes) grows steadily;
-            # the first failure cancels the parts not started yet.
-            fetch = partial(self._fetch_range, url, label, writer, etag=etag)
-            run_parallel([partial(fetch, start, end) for start, end in parts], threads=self.connections)
-
-    def _fetch_range(
-        self, url: str, label: str, writer: RangedWriter, start: int, end: int, *, etag: str | None
-    ) -> None:
+    def fetch_range(self, job: FileJob, writer: RangedWriter, start: int, end: int) -> None:
+        """Fetch bytes ``[start, end)`` of ``job``'s file into ``writer``, resuming after drops."""
         position = start
+        headers = {**job.headers, "Range": f"bytes={start}-{end - 1}"}
+        if_range = job.if_range()
+        if if_range:  # the server sends the whole (new) file instead if it changed: caught below
+            headers["If-Range"] = if_range
 
         def attempt() -> None:
             nonlocal position
-            with self._client.stream(
-                "GET", url, headers={"Range": f"bytes={position}-{end - 1}"}
-            ) as response:
-                check_status(response, label)
-                _check_range_response(response, label, position, etag)
+            headers["Range"] = f"bytes={position}-{end - 1}"
+            with self._client.stream("GET", job.url, headers=headers) as response:
+                check_status(response, job.label)
+                _check_range_response(response, job.label, position, job.probe.etag, if_range)
                 for chunk in self._chunks(response):
                     piece = chunk[: end - position]
                     writer.write_at(position, piece)
@@ -191,13 +174,15 @@ class HTTPDownloader:
             if position < end:
                 raise _Retry("the response ended early")
 
-        self._retrying(label, attempt, progress=lambda: position)
+        self._retrying(job.label, attempt, progress=lambda: position)
 
-    def _stream_whole(
-        self, url: str, label: str, staging: Staging, name: str, probe: Probe, sha256: str | None
-    ) -> None:
-        """One GET of the whole file, for servers without ranges; a retry starts it again."""
-        with self._client.stream("GET", url) as response:
+    def fetch_whole(self, job: FileJob, staging: Staging) -> None:
+        """Fetch ``job``'s file in one GET, for servers without ranges; a retry starts it again."""
+        self._retrying(job.label, lambda: self._stream_whole(job, staging))
+
+    def _stream_whole(self, job: FileJob, staging: Staging) -> None:
+        url, label, name, probe, sha256 = job.url, job.label, job.name, job.probe, job.sha256
+        with self._client.stream("GET", url, headers=dict(job.headers)) as response:
             check_status(response, label)
             _check_same_etag(response, label, probe.etag)
             if probe.size is None:  # no length announced: hash in the stream
@@ -286,8 +271,15 @@ def _probe_from(response: httpx2.Response) -> Probe:
     return Probe(size=size, ranges=False, etag=etag, last_modified=last_modified)
 
 
-def _check_range_response(response: httpx2.Response, label: str, start: int, etag: str | None) -> None:
+def _check_range_response(
+    response: httpx2.Response, label: str, start: int, etag: str | None, if_range: str | None
+) -> None:
     content_range = response.headers.get("content-range", "")
+    if response.status_code == 200 and if_range:
+        raise SourceChangedError(
+            f"{label} changed on the server during the download (If-Range did not match); "
+            "run again to fetch the new version"
+        )
     if response.status_code != 206 or not content_range.startswith(f"bytes {start}-"):
         raise SourceError(f"{label} stopped honouring byte ranges during the download; retry")
     _check_same_etag(response, label, etag)

@@ -15,6 +15,7 @@ from .layout import FILES_DIR_NAME, MANIFEST_NAME, StoreLayout, is_leftover_name
 from .manifest import Manifest, load_manifest, write_manifest
 from .progress import ProgressCallback
 from .providers.base import PopulateLock, Source, Store
+from .resume import salvage
 from .staging import KnownFile, Staging
 
 #: Published files are read-only: a write through a symlink or hardlink into the store fails
@@ -44,14 +45,17 @@ def populate(
 
     Nothing is visible under ``entries/`` until every file is written, hashed, checked and
     fsynced and the manifest written beside them; one rename then publishes the entry. On any
-    error the staging directory is removed and earlier entries are untouched.
+    error the staging directory is removed and earlier entries are untouched. A populate that
+    was killed leaves its staging directory: this one takes it over, and its downloads resume
+    from the bytes on disk (see :mod:`weightcache.resume`).
     """
     layout = store.layout
     with store_write_errors(store.describe()):
         layout.mark()
-    reclaim_abandoned(layout, key)
+    staging_dir = layout.staging_dir / f"{key}.{unique_suffix()}"
+    reclaim_abandoned(layout, key, resume_into=staging_dir)
     staging = Staging(
-        layout.staging_dir / f"{key}.{unique_suffix()}",
+        staging_dir,
         store_name=store.describe(),
         progress=progress,
         known_files=(lambda: reusable_files(layout, source.identity, key)) if reuse else None,
@@ -60,8 +64,9 @@ def populate(
     logger.info("populating %s from %s (version %s)", key, source.uri, version)
     try:
         with store_write_errors(store.describe(), needed_bytes=lambda: staging.planned_bytes):
-            staging.files_dir.mkdir(parents=True)
+            staging.files_dir.mkdir(parents=True, exist_ok=True)
             source.fetch(version, staging)
+            staging.discard_resume_data()
             records = staging.records()
             if not records:
                 raise EmptySourceError(f"{source.uri} gave no files; nothing to cache")
@@ -139,13 +144,20 @@ def untrusted_import(manifest: Manifest) -> bool:
     return IMPORTED_FROM in manifest.source_info and manifest.source_info.get(IMPORT_TRUSTED) != "yes"
 
 
-def reclaim_abandoned(layout: StoreLayout, key: str) -> None:
+def reclaim_abandoned(layout: StoreLayout, key: str, *, resume_into: Path | None = None) -> None:
     """Remove staging and trash left for ``key`` by killed processes.
 
     Called with ``key``'s populate lock held: every populate of ``key`` holds that lock while
     its staging directory exists, so any staging directory found now is provably abandoned.
+    With ``resume_into``, the newest one with download journals is renamed there instead, so
+    that its partial downloads resume (:func:`weightcache.resume.salvage`).
     """
+    found = leftovers(layout, key)
+    if resume_into is not None:
+        salvage([path for path in found if path.parent == layout.staging_dir], resume_into)
     for leftover in leftovers(layout, key):
+        if leftover == resume_into:
+            continue
         logger.info("reclaiming abandoned %s", leftover)
         with contextlib.suppress(OSError):
             remove_tree(leftover)

@@ -16,9 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from .constants import CHUNK_BYTES
+from .constants import RESUME_CHECKPOINT_BYTES
 from .errors import SizeMismatchError
 from .hashing import Digests, StreamHasher
+from .resume import Journal, Spans
+
+#: The follower's read buffer: one per file being written, and many files download at once.
+_FOLLOW_BYTES = 2 * 1024 * 1024
 
 
 class _Spans:
@@ -45,28 +49,56 @@ class _Spans:
         """How many bytes from offset 0 are written without a gap."""
         return self._spans[0][1] if self._spans and self._spans[0][0] == 0 else 0
 
+    def total(self) -> int:
+        """How many bytes are written."""
+        return sum(end - start for start, end in self._spans)
+
+    def spans(self) -> Spans:
+        """The written intervals, in order."""
+        return list(self._spans)
+
 
 class RangedWriter:
     """A new file of ``size`` bytes, filled by :meth:`write_at` from any thread, each byte once.
 
     :meth:`close` waits for the follower hash to finish, fsyncs and returns the digests; leaving
     a ``with`` block on an exception stops the follower and closes the file instead.
+
+    With a ``journal``, the ranges written are recorded there every few MiB (after an fdatasync),
+    and ``resume`` names ranges a killed writer already put in the existing file: they count as
+    written (:meth:`missing` lists the rest) and are hashed like the others, from byte 0.
     """
 
     def __init__(
-        self, path: Path, size: int, *, sha256: bool, on_write: Callable[[int], None] | None = None
+        self,
+        path: Path,
+        size: int,
+        *,
+        sha256: bool,
+        on_write: Callable[[int], None] | None = None,
+        journal: Journal | None = None,
+        resume: Spans | None = None,
     ) -> None:
         self.path = path
         self.size = size
         self._on_write = on_write
-        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        #: Where the written ranges are recorded for a resume, if anywhere.
+        self.journal = journal
+        truncate = 0 if resume else os.O_TRUNC
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | truncate | os.O_CLOEXEC, 0o644)
         os.ftruncate(self._fd, size)
         self._hasher = StreamHasher(sha256=sha256)
         self._spans = _Spans()
+        for start, end in resume or []:
+            self._spans.add(start, end)
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointed = self._spans.total()
+        # Small files record often (a kill loses at most this much of each file in flight).
+        self._checkpoint_every = min(RESUME_CHECKPOINT_BYTES, max(256 * 1024, size // 64))
         self._changed = threading.Condition()
-        #: The prefix length the follower waits for: one chunk past what it hashed, so it wakes
-        #: once per chunk rather than once per network read.
-        self._wake_at = min(CHUNK_BYTES, size)
+        #: The prefix length the follower waits for: one buffer past what it hashed, so it wakes
+        #: once per buffer rather than once per network read.
+        self._wake_at = min(_FOLLOW_BYTES, size)
         self._stopped = False
         self._failure: BaseException | None = None
         self._follower = threading.Thread(target=self._follow, name="weightcache-hash", daemon=True)
@@ -87,8 +119,40 @@ class RangedWriter:
             self._spans.add(offset, end)
             if self._spans.prefix() >= self._wake_at:
                 self._changed.notify_all()
+        if self.journal is not None:
+            self._checkpoint()
         if self._on_write is not None:
             self._on_write(end - offset)
+
+    def resumed_bytes(self) -> int:
+        """Bytes written so far (at the start: the bytes a killed writer left)."""
+        with self._changed:
+            return self._spans.total()
+
+    def _checkpoint(self) -> None:
+        """Record the written ranges in the journal once enough new bytes arrived.
+
+        One thread records at a time; the others go on writing, unless they ran two intervals
+        ahead of the journal: then they wait, so a kill never loses much more than that.
+        """
+        assert self.journal is not None
+        with self._changed:
+            behind = self._spans.total() - self._checkpointed
+        if behind < self._checkpoint_every:
+            return
+        if not self._checkpoint_lock.acquire(blocking=behind >= 2 * self._checkpoint_every):
+            return
+        try:
+            with self._changed:
+                written, spans = self._spans.total(), self._spans.spans()
+            fd = self._fd
+            if written - self._checkpointed < self._checkpoint_every or fd is None:
+                return
+            os.fdatasync(fd)  # every byte the journal will claim is on disk first
+            self.journal.save(spans)
+            self._checkpointed = written
+        finally:
+            self._checkpoint_lock.release()
 
     def close(self) -> Digests:
         """Wait until every byte is written and hashed, flush the file to disk, and return its digests."""
@@ -107,6 +171,8 @@ class RangedWriter:
             if self._failure is not None:
                 raise self._failure
             os.fsync(fd)
+            if self.journal is not None:  # a kill from here on does not fetch this file again
+                self.journal.save([(0, self.size)] if self.size else [])
         finally:
             os.close(fd)
         return self._hasher.digests()
@@ -114,7 +180,7 @@ class RangedWriter:
     def _follow(self) -> None:
         fd = self._fd
         assert fd is not None
-        buffer = bytearray(min(CHUNK_BYTES, max(self.size, 1)))
+        buffer = bytearray(min(_FOLLOW_BYTES, max(self.size, 1)))
         view = memoryview(buffer)
         hashed = 0
         try:
@@ -134,6 +200,10 @@ class RangedWriter:
                     hashed += count
         except BaseException as exc:  # handed to close(), which runs in the caller's thread
             self._failure = exc
+
+    def abandon(self) -> None:
+        """Stop hashing and close the file without checking it (another part failed)."""
+        self._stop()
 
     def _stop(self) -> None:
         with self._changed:

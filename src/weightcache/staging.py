@@ -27,6 +27,7 @@ from .hashing import Digests, HashingWriter, hash_file
 from .manifest import FileRecord
 from .progress import ProgressCallback, ProgressEvent, emit
 from .ranged import RangedWriter
+from .resume import Journal, claim, discard_all
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +108,16 @@ class Staging:
         emit(self._progress, ProgressEvent("plan", total_bytes=total, files=len(sizes)))
 
     def path_for(self, name: str) -> Path:
-        """The staging path for a file named ``name`` (validated), with its parent created."""
+        """The staging path for a file named ``name`` (validated), with its parent created.
+
+        Whatever is written there is new: a killed populate's record of ranges for that name is
+        dropped, so that it can never describe these bytes.
+        """
         relpath = safe_relpath(name)
+        self._forget_ranges(relpath)
+        return self._target(relpath)
+
+    def _target(self, relpath: str) -> Path:
         path = self.files_dir / relpath
         with _name_errors(relpath):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,15 +155,56 @@ class Staging:
         When the block ends the file is checked against ``sha256`` and recorded, as with
         :meth:`write_stream`; an exception in the block discards it.
         """
-        relpath = safe_relpath(name)
-        on_write = partial(self.report_bytes, relpath, file_size=size)
-        target = self.path_for(relpath)
-        with _name_errors(relpath):
-            writer = RangedWriter(target, size, sha256=sha256 is not None, on_write=on_write)
-        with writer:
+        with self.open_ranges(name, size=size, sha256=sha256) as writer:
             yield writer
-            digests = writer.close()
-        self._record(relpath, digests, size=size, sha256=sha256)
+            self.close_ranges(writer, sha256=sha256)
+
+    def open_ranges(
+        self, name: str, *, size: int, sha256: str | None = None, version: str | None = None
+    ) -> RangedWriter:
+        """Open file ``name`` for :meth:`write_ranges`'s writes without a ``with`` block.
+
+        With ``version`` (what names these exact bytes: ``sha256 HEX``, an ETag...), the writer
+        journals its progress, and resumes from what a killed populate of the same entry left
+        for the same version (those ranges count as written). Finish
+        with :meth:`close_ranges`, or leave the writer's ``with`` block on an exception.
+        """
+        relpath = safe_relpath(name)
+        if version is None:
+            target, journal, resume = self.path_for(relpath), None, None
+        else:
+            target = self._target(relpath)
+            journal = Journal(self.directory, relpath, size=size, version=version)
+            resume = claim(self.directory, journal, target)
+        on_write = partial(self.report_bytes, relpath, file_size=size)
+        with _name_errors(relpath):
+            writer = RangedWriter(
+                target, size, sha256=sha256 is not None, on_write=on_write, journal=journal, resume=resume
+            )
+        if resume:
+            self.report_bytes(relpath, writer.resumed_bytes(), file_size=size)
+        return writer
+
+    def close_ranges(self, writer: RangedWriter, *, sha256: str | None = None) -> FileRecord:
+        """Finish a file from :meth:`open_ranges`: wait for its hash, check it against ``sha256``, record it.
+
+        A file that fails its check leaves no journal, so no later populate resumes from its bytes.
+        """
+        relpath = safe_relpath(str(writer.path.relative_to(self.files_dir)))
+        try:
+            return self._record(relpath, writer.close(), size=writer.size, sha256=sha256)
+        except Exception:
+            if writer.journal is not None:
+                writer.journal.discard()
+            raise
+
+    def _forget_ranges(self, relpath: str) -> None:
+        """Drop a killed populate's journal for ``relpath``: the file is written afresh, unjournaled."""
+        Journal(self.directory, relpath, size=0, version="").discard()
+
+    def discard_resume_data(self) -> None:
+        """Remove the download journals and a killed populate's leftovers: nothing of them is published."""
+        discard_all(self.directory)
 
     @contextlib.contextmanager
     def scratch_dir(self) -> Iterator[Path]:

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from ..cache import WeightCache
+from ..constants import ENV_CONNECTIONS, HTTP_CONNECTIONS
 from ..errors import EntryNotFoundError
 from ..layout import is_valid_key
 from ..verify import VerifyReport
@@ -66,8 +67,19 @@ def ensure(
             "--hf-cache", help="Also lay an hf:// entry out here as a Hugging Face cache (HF_HUB_CACHE)."
         ),
     ] = None,
+    connections: Annotated[
+        int | None,
+        typer.Option(
+            "--connections",
+            min=1,
+            help=f"Most connections a download opens (default ${ENV_CONNECTIONS}, else {HTTP_CONNECTIONS}).",
+        ),
+    ] = None,
 ) -> None:
     """Make SOURCE available in the store (fetch it on a miss) and print where it is."""
+    if connections is not None:
+        # Sources read the budget from the environment when they download (any scheme, any URI).
+        os.environ[ENV_CONNECTIONS] = str(connections)
     cache = open_cache()
     started = time.perf_counter()
     with RichProgress(stderr) as progress:

@@ -1,8 +1,10 @@
 """Hugging Face Hub repositories: ``hf://[datasets/|spaces/]ORG/NAME[@REVISION][?allow=...&ignore=...]``.
 
 A branch or tag is resolved to a commit sha with one request, and an entry holds exactly that
-commit. Files are downloaded with huggingface_hub's own transfer functions (xet when the Hub
-offers it), in parallel, straight into the staging area; every LFS file is then checked against
+commit. Large LFS files come in parallel byte ranges from the CDN location the Hub gives, under
+one connection budget and resumable after a kill (see :mod:`weightcache.http_parts`); the others
+with huggingface_hub's own transfer functions (xet when the Hub offers it), in parallel, straight
+into the staging area; every LFS file is then checked against
 the sha256 the Hub's tree listing gives, and every other file against its git blob id, before
 anything is published (huggingface_hub itself checks only sizes). A file whose sha256 is already
 in an earlier entry of the same repository is linked from there instead of downloaded.
@@ -39,6 +41,8 @@ class HFSource(Source):
     points at a mirror or a local fake Hub. ``timeout`` (each request's connect and read timeout)
     and ``deadline`` (resolving a revision, or listing a commit's files) are in seconds; they
     default to ``WEIGHTCACHE_HUB_TIMEOUT`` and ``WEIGHTCACHE_HUB_DEADLINE``, else 30 and 120.
+    ``connections`` bounds the connections the large (LFS) files' byte ranges use at once
+    (default ``$WEIGHTCACHE_CONNECTIONS``, else 32).
     """
 
     scheme = "hf"
@@ -56,6 +60,7 @@ class HFSource(Source):
         endpoint: str | None = None,
         timeout: float | None = None,
         deadline: float | None = None,
+        connections: int | None = None,
     ) -> None:
         if repo_type not in _TYPE_PREFIXES:
             raise InvalidSourceError(f"repo type {repo_type!r} is not one of {', '.join(_TYPE_PREFIXES)}")
@@ -73,6 +78,8 @@ class HFSource(Source):
         self._token = token
         self._endpoint = endpoint or hf_endpoint()
         self._timeouts = (timeout, deadline)
+        self._connections = connections
+        self._transfers: set[str] = set()
 
     @classmethod
     def from_uri(cls, uri: str) -> HFSource:
@@ -105,11 +112,22 @@ class HFSource(Source):
 
     def fetch(self, version: str, staging: Staging) -> None:
         """Download the selected files of commit ``version`` in parallel; check them against the Hub."""
-        self._client().fetch(version, staging)
+        client = self._client()
+        try:
+            client.fetch(version, staging)
+        finally:
+            self._transfers = client.transfers
 
     def source_info(self) -> dict[str, str]:
-        """The repository, its type and the revision asked for (the entry's version is the commit)."""
-        return {"repo_id": self.repo_id, "repo_type": self.repo_type, "requested_revision": self.revision}
+        """The repository, its type, the revision asked for (the version is the commit), how files came.
+
+        ``transfer`` names the paths the last fetch took: ``ranges`` (parallel byte ranges from
+        the CDN), ``xet`` (hf_xet), ``hub`` (huggingface_hub, for files kept in git).
+        """
+        info = {"repo_id": self.repo_id, "repo_type": self.repo_type, "requested_revision": self.revision}
+        if self._transfers:
+            info["transfer"] = "+".join(sorted(self._transfers))
+        return info
 
     def _client(self) -> HubClient:
         # huggingface_hub takes ~0.3 s to import, and a warm ensure() never talks to the Hub.
@@ -123,6 +141,7 @@ class HFSource(Source):
             endpoint=self._endpoint,
             timeout=timeout or default_timeout,
             deadline=deadline or default_deadline,
+            connections=self._connections,
         )
 
     def _query(self) -> str:

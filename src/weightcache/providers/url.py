@@ -21,20 +21,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from posixpath import basename
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-from ..constants import (
-    HTTP_CONNECTIONS,
-    HTTP_PART_BYTES,
-    HTTP_RETRIES,
-    HTTP_STALL_SECONDS,
-    HTTP_TIMEOUT_SECONDS,
-)
+from ..constants import HTTP_RETRIES, HTTP_STALL_SECONDS, HTTP_TIMEOUT_SECONDS
 from ..errors import InvalidSourceError, SourceChangedError
 from ..fsutil import safe_relpath
+from ..http_parts import FileJob
 from ..layout import short_hash
+from ..parallel import run_parallel
 from ..redaction import is_signing_parameter, redact_url, secret_digest, split_userinfo
 from ..staging import Staging
 from .base import Source
@@ -94,9 +91,10 @@ class URLSource(Source):
     ``{relative_path: hex}`` mapping for several. ``id`` names what a pre-signed URL serves, so
     that its rotating signature does not make a new entry (a string, or ``{relative_path: id}``).
     ``headers`` are sent with every request (an ``Authorization`` header is dropped on redirects
-    to another host). ``connections``, ``part_bytes``, ``timeout`` (seconds without bytes),
-    ``stall_timeout`` (seconds to receive at least 1 MiB) and ``retries`` (attempts without
-    progress) tune the downloads.
+    to another host). ``connections`` (the connections open at once for all the files; default
+    ``$WEIGHTCACHE_CONNECTIONS``, else 32), ``part_bytes`` (fixed byte-range size; default: sized
+    from the download), ``timeout`` (seconds without bytes), ``stall_timeout`` (seconds to receive
+    at least 1 MiB) and ``retries`` (attempts without progress) tune the downloads.
     """
 
     scheme = "https"
@@ -109,8 +107,8 @@ class URLSource(Source):
         headers: Mapping[str, str] | None = None,
         *,
         id: str | Mapping[str, str] | None = None,
-        connections: int = HTTP_CONNECTIONS,
-        part_bytes: int = HTTP_PART_BYTES,
+        connections: int | None = None,
+        part_bytes: int | None = None,
         timeout: float = HTTP_TIMEOUT_SECONDS,
         stall_timeout: float = HTTP_STALL_SECONDS,
         retries: int = HTTP_RETRIES,
@@ -191,12 +189,14 @@ class URLSource(Source):
             if self.pinned_version() is None and _version(self._files, probes) != version:
                 raise SourceChangedError(f"{self.uri} changed on the server since it was examined; run again")
             staging.plan({file.name: probes[file.name].size for file in self._files})
+            jobs = []
             for file in self._files:
                 probe = probes[file.name]
                 reusable = file.sha256 is not None and probe.size is not None
                 if reusable and staging.try_reuse(file.name, sha256=file.sha256, size=probe.size) is not None:
                     continue
-                downloader.download(file.url, file.label, staging, file.name, probe=probe, sha256=file.sha256)
+                jobs.append(FileJob(file.url, file.label, file.name, probe, file.sha256))
+            downloader.download_all(jobs, staging)
         self._probes = probes
 
     def source_info(self) -> dict[str, str]:
@@ -210,7 +210,12 @@ class URLSource(Source):
         return info
 
     def _probe_all(self, downloader: HTTPDownloader) -> dict[str, Probe]:
-        return {file.name: downloader.probe(file.url, file.label) for file in self._files}
+        # One small request per file, all at once: a many-file entry waits for one round trip.
+        probes = run_parallel(
+            [partial(downloader.probe, file.url, file.label) for file in self._files],
+            threads=downloader.connections,
+        )
+        return {file.name: probe for file, probe in zip(self._files, probes, strict=True)}
 
     def _downloader(self) -> HTTPDownloader:
         # httpx2 takes ~0.2 s to import, and a warm ensure() sends no request.

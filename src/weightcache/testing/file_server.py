@@ -13,11 +13,14 @@
         server.add("/dl?key=models/a.bin", data)       # a path with a query serves that exact query
         server.ranges = False                          # ignore Range headers, like some servers
         server.count("/ckpt/sam2.pt")                  # requests received for that path
+        server.gather(8)                               # hold bodies until 8 are being sent at once
+        server.peak_in_flight                          # most bodies (over a byte) sent at once
 
-One-shot faults (``fail``, ``hang``, ``drop``, ``trickle``) apply to GET requests, oldest first,
-one per request (a ``drop`` waits for a response whose body is longer than its cut, a ``trickle``
-for one longer than a byte, so a one-byte probe is served normally); ``times`` makes one last
-several requests. Everything runs on 127.0.0.1.
+``If-Range`` is honoured: a validator other than the file's ETag or Last-Modified gets the whole
+file (200) instead of the range. One-shot faults (``fail``, ``hang``, ``drop``, ``trickle``) apply
+to GET requests, oldest first, one per request (a ``drop`` waits for a response whose body is
+longer than its cut, a ``trickle`` for one longer than a byte, so a one-byte probe is served
+normally); ``times`` makes one last several requests. Everything runs on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -90,6 +93,11 @@ class FileServer(ServerContext):
         self._redirects: dict[str, tuple[str, int]] = {}
         self._required: dict[str, tuple[str | None, dict[str, str]]] = {}
         self._lock = threading.Lock()
+        #: Bodies longer than a byte being sent now, and the most ever sent at once.
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._gather: tuple[int, float] | None = None
+        self._sending = threading.Condition(self._lock)
         self._server = BackgroundServer(_FileHandler, self)
 
     @property
@@ -151,6 +159,15 @@ class FileServer(ServerContext):
     def trickle(self, path: str, interval: float, *, times: int = 1) -> None:
         """Send the next ``times`` bodies of ``path`` (longer than a byte) one byte per ``interval``."""
         self._add_fault(path, _Fault("trickle", times, seconds=interval))
+
+    def gather(self, count: int, *, timeout: float = 2.0) -> None:
+        """Hold every body longer than a byte until ``count`` are being sent at once (or ``timeout`` s pass).
+
+        Shows that a client fetches in parallel without depending on timing: a client that asks
+        one request at a time gets each body only after the timeout.
+        """
+        with self._lock:
+            self._gather = (count, timeout)
 
     def corrupt(self, path: str, offset: int = 0) -> None:
         """Serve the byte at ``offset`` of ``path`` flipped, in every response from now on."""
@@ -264,6 +281,9 @@ class FileServer(ServerContext):
             headers["Accept-Ranges"] = "bytes"
             try:
                 wanted = _parse_range(handler.headers.get("Range"), resource.size)
+                if_range = handler.headers.get("If-Range")
+                if if_range is not None and if_range not in (resource.etag, resource.last_modified):
+                    wanted = None  # the client's copy is of another version: send the whole file
             except _RangeNotSatisfiable:
                 handler.send_simple(416, {"Content-Range": f"bytes */{resource.size}"})
                 return
@@ -283,6 +303,33 @@ class FileServer(ServerContext):
             flipped = set(self._corrupt.get(path, ()))
             drop = self._take_fault(path, lambda item: item.kind == "drop" and item.after < end - start)
             trickle = self._take_fault(path, lambda item: item.kind == "trickle" and end - start > 1)
+        if end - start <= 1:
+            self._send_range(handler, resource, start, end, flipped, drop, trickle)
+            return
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            self._sending.notify_all()
+            if self._gather is not None:
+                count, timeout = self._gather
+                self._sending.wait_for(lambda: self.in_flight >= count, timeout)
+                self._gather = None  # gathered once (or never will be): stop holding
+        try:
+            self._send_range(handler, resource, start, end, flipped, drop, trickle)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _send_range(
+        self,
+        handler: QuietHandler,
+        resource: _Resource,
+        start: int,
+        end: int,
+        flipped: set[int],
+        drop: _Fault | None,
+        trickle: _Fault | None,
+    ) -> None:
         stop = end if drop is None else start + drop.after
         step = _SEND_BYTES if trickle is None else 1
         offset = start
