@@ -48,7 +48,6 @@ from .populate import publish, reclaim_abandoned
 from .progress import ProgressCallback, ProgressEvent, emit
 from .providers.base import PopulateLock, Store
 from .providers.hf import HFSource
-from .refs import read_ref, write_ref
 from .verify import stat_problems
 
 logger = logging.getLogger(__name__)
@@ -292,12 +291,11 @@ def _incomplete_reason(missing: list[str] | None, problems: list[str]) -> str:
 
 def _write_refs(store: Store, source: HFSource, revision: CachedRevision, key: str) -> None:
     """The cache's branches become the store's refs, unless the store already has a usable one."""
-    layout = store.layout
     for name in revision.refs:
         uri = HFSource(source.repo_id, revision=name, repo_type=source.repo_type).uri
-        existing = read_ref(layout, uri)
-        if existing is None or load_manifest(layout, existing.key) is None:
-            write_ref(layout, uri, revision.sha, key)
+        existing = store.read_ref(uri)
+        if existing is None or store.load_manifest(existing.key) is None:
+            store.write_ref(uri, revision.sha, key)
 
 
 def _hub_dir(path: Path) -> Path:
