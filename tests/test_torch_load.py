@@ -249,6 +249,8 @@ def test_host_memory_is_allocated_once_at_a_power_of_two_whatever_the_model_size
     # (3 + 2) buffers of 4 KiB, rounded up to a power of two as torch's pinned allocator would:
     # allocated at the first load, reused by the later ones, whatever the model's size.
     assert staging.allocated == [32768] and staging.nbytes == 32768
+    with staging.lend(5000) as smaller:  # a load with fewer threads uses part of the same block
+        assert smaller.numel() == 8192 and staging.allocated == [32768]
 
 
 def test_a_second_load_at_the_same_time_gets_its_own_buffers(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ class HostStaging:
             if self._block is None or self._block.numel() < size:
                 self._block = None  # freed before the larger one is allocated
                 self._block = self._allocate(size)
-            yield self._block
+            yield self._block[:size]  # a block grown by an earlier, larger load: only what was asked
         finally:
             self._lock.release()
 
