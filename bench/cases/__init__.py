@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..harness import Case
-from . import deep_verify, herd, memory, populate, url_download, warm_check
+from . import deep_verify, herd, memory, populate, url_download, warm_check, warm_start
 
 CASES: list[Case] = [
     warm_check.CASE,
@@ -12,6 +12,7 @@ CASES: list[Case] = [
     url_download.CASE,
     deep_verify.CASE,
     memory.CASE,
+    warm_start.CASE,
 ]
 
 #: What the issue asks for that this run does not measure, and where it is measured (shown in the report).
