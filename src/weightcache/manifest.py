@@ -12,6 +12,7 @@ from ._version import __version__
 from .constants import MANIFEST_SCHEMA_VERSION
 from .errors import ManifestError
 from .fsutil import atomic_write_bytes
+from .manifest_memo import read_validated
 
 # Checked by pydantic-core in Rust: the warm path parses a manifest per call, at thousands of files.
 _HEX64 = r"^[0-9a-f]{64}$"
@@ -109,7 +110,8 @@ def read_manifest(path: Path) -> Manifest:
     Raises :class:`FileNotFoundError` when it is absent and :class:`ManifestError` when it
     is truncated, not JSON, or inconsistent: such a directory is not an entry.
     """
-    return parse_manifest(path.read_bytes(), where=str(path))
+    # Validated once per process per file state (see manifest_memo): a warm hit re-reads nothing.
+    return read_validated(path, lambda data, where: parse_manifest(data, where=where))
 
 
 def parse_manifest(data: bytes, *, where: str) -> Manifest:
