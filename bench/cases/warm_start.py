@@ -71,6 +71,7 @@ def run(ctx: Context) -> CaseResult:
                 ", ".join(imported.get(label, [])) or "-",
             ]
         )
+    breakdown = _import_breakdown(commands[OURS["dir://…"]])
     return CaseResult(
         measures=(
             "Wall time of a whole fresh process, from spawn to exit, as a container start pays it: a bare "
@@ -83,7 +84,7 @@ def run(ctx: Context) -> CaseResult:
             "load from other work on the machine falls on all of them alike.",
             "Overhead is (process - bare) / bare per round, then the median over the rounds.",
         ],
-        tables=[table],
+        tables=[table, breakdown],
         goals=[
             Goal(
                 f"warm start overhead (import + one {source} hit) at most 3x the bare interpreter's start-up",
@@ -94,6 +95,46 @@ def run(ctx: Context) -> CaseResult:
             for source, label in OURS.items()
         ],
     )
+
+
+#: Imports a hit pays for, by what they are for (cumulative times from ``python -X importtime``).
+BREAKDOWN = {
+    "weightcache.cache": "`WeightCache` and everything its module imports",
+    "pydantic": "pydantic itself (the manifest and entry models)",
+    "pydantic.plugin._loader": "pydantic's plugin scan of installed distributions (at the first model)",
+    "weightcache.manifest": "the manifest module, its models built (pydantic included when first)",
+    "weightcache.gc": "gc and populate: miss-path code `weightcache.cache` imports up front",
+}
+
+
+def _import_breakdown(code: str) -> Table:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    cumulative: dict[str, int] = {}
+    everything = 0
+    for line in done.stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            cumulative.setdefault(parts[2].strip(), int(parts[1]))
+            everything += int(parts[0])
+    table = Table(
+        "Where the hit's imports go (one process, `python -X importtime`, cumulative)",
+        ["module", "what it is", "import time"],
+    )
+    table.rows.append(
+        [
+            "(all)",
+            "every module the process imported, the interpreter's own too",
+            units.duration(everything / 1e6),
+        ]
+    )
+    for module, what in BREAKDOWN.items():
+        found = cumulative.get(module)
+        table.rows.append(
+            [module, what, units.duration(found / 1e6) if found is not None else "not imported"]
+        )
+    return table
 
 
 def _start(code: str) -> tuple[float, str]:
