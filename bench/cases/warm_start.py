@@ -23,6 +23,10 @@ OURS = {
 #: Modules a hit has no use for: their presence after the call is reported.
 HEAVY = ("pydantic", "filelock", "rich", "typer", "huggingface_hub", "httpx", "modal", "torch", "blake3")
 
+_IMPORT = """
+import json, sys, weightcache
+print(json.dumps([name for name in {heavy!r} if name in sys.modules]))
+"""
 _HIT = """
 import json, sys, weightcache
 entry = weightcache.WeightCache(weightcache.LocalStore({store!r})).ensure({uri!r})
@@ -36,7 +40,7 @@ def run(ctx: Context) -> CaseResult:
     files = ctx.data.file_set(FILES)
     commands = {
         BARE: "pass",
-        IMPORT: "import weightcache",
+        IMPORT: _IMPORT.format(heavy=HEAVY),
         OURS["dir://…"]: _HIT.format(store=str(files.store_dir), uri=files.source_uri, heavy=HEAVY),
         OURS["hf://…@sha"]: _HIT.format(store=str(files.hub_store_dir), uri=files.hub_uri, heavy=HEAVY),
     }

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from ._version import __version__
@@ -112,7 +111,8 @@ def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'weightcache' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    # __import__ rather than importlib.import_module: only the former shows in `python -X importtime`.
+    value = getattr(__import__(__name__ + module, fromlist=[name]), name)
     globals()[name] = value
     return value
 
