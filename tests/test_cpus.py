@@ -61,9 +61,11 @@ def test_pools_running_together_share_the_budget() -> None:
     budget = ThreadBudget(8)
     with budget.take() as prefetch:
         with budget.take() as load:
-            assert (prefetch, load) == (8, 1)  # never fewer than one
+            assert (prefetch, load) == (8, 4)  # never less than half: together at most 1.5x
         with budget.take(3) as explicit:  # a count asked for is what the caller gets
             assert explicit == 3
     with budget.take(2), budget.take() as rest:
         assert rest == 6
+    with ThreadBudget(1).take() as alone:
+        assert alone == 1
     assert budget.in_use == 0

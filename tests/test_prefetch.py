@@ -145,5 +145,5 @@ def test_a_prefetch_and_a_load_share_the_processs_reader_threads(tmp_path: Path)
     write(tmp_path / "w.bin", 1000)
     assert prefetch(tmp_path).threads == READ_BUDGET.total  # alone, it takes them all
     with READ_BUDGET.take(3):  # a load holding 3 (as load_safetensors does while it runs)
-        assert prefetch(tmp_path).threads == max(1, READ_BUDGET.total - 3)
+        assert prefetch(tmp_path).threads == max(READ_BUDGET.total - 3, READ_BUDGET.total // 2, 1)
     assert READ_BUDGET.in_use == 0

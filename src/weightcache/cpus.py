@@ -7,7 +7,7 @@ period (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us / cpu.cfs_period_us``, roun
 
 Prefetch and ``load_safetensors`` read at the same time (the prefetch runs in the background
 while the loader starts), so their threads come out of one :data:`READ_BUDGET`: a default-sized
-pool takes what the others have left, and never fewer than one thread.
+pool takes what the others have left, but never less than half the budget.
 """
 
 from __future__ import annotations
@@ -72,9 +72,12 @@ class ThreadBudget:
 
     @contextmanager
     def take(self, threads: int | None = None) -> Iterator[int]:
-        """Hold threads for one pool: ``threads`` if given, else what the others leave (at least 1)."""
+        """Hold threads for one pool: ``threads`` if given, else what the others leave, but at least
+        half the budget (a load must not crawl on one thread behind a prefetch that is still running:
+        together they stay within 1.5x the budget)."""
         with self._lock:
-            granted = max(1, threads if threads is not None else self.total - self.in_use)
+            share = max(self.total - self.in_use, self.total // 2)
+            granted = max(1, threads if threads is not None else share)
             self.in_use += granted
         try:
             yield granted

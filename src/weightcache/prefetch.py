@@ -57,8 +57,10 @@ def prefetch(targets: Targets, *, threads: int | None = None) -> PrefetchReport:
     """Read every file of ``targets`` (entries, files, directories recursively) so it sits in the page cache.
 
     ``threads`` ``None`` reads with the process's reader threads (4 per usable CPU, at most 16)
-    less those a running ``load_safetensors`` holds. Raises :class:`WeightFileNotFoundError` for
-    a path that does not exist (before reading anything) and :class:`LoadError` when a read fails.
+    less those a running ``load_safetensors`` holds (but at least half of them).
+
+    Raises :class:`WeightFileNotFoundError` for a path that does not exist (before reading
+    anything) and :class:`LoadError` when a read fails.
     """
     return _Prefetch(targets, threads).run()
 

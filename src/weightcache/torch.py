@@ -58,7 +58,8 @@ def load_safetensors(
     float tensors (F16, BF16, F32, F64) to it on the device, and keeps integer, bool, complex
     and 8- or 4-bit float tensors (quantized weights, which need their scales) as stored.
     ``threads`` ``None`` reads with the process's reader threads (4 per usable CPU, at most
-    16) less those a running prefetch holds, so the two together do not oversubscribe the CPUs.
+    16) less those a running prefetch holds (but at least half of them), so the two together do
+    not oversubscribe the CPUs.
 
     Raises :class:`WeightFileNotFoundError` for a missing path, :class:`SafetensorsFormatError`
     for a malformed file or a dtype this torch lacks (before allocating anything), and
