@@ -134,7 +134,7 @@ def _floor_goal(rates: dict[str, dict[str, float]], warm: str) -> Goal:
         ours >= 0.8 * floor,
         f"{units.ratio(ours / floor)} ({units.gbps(ours)} vs {units.gbps(floor)}); the CPU ceiling, "
         f"{cpus} usable CPU{'s' if cpus > 1 else ''} x one-thread BLAKE3, is {units.gbps(ceiling)} = "
-        f"{units.ratio(ceiling / floor)} the floor",
+        f"{units.ratio(ceiling / floor)} the floor, and the reads take their share of the same CPUs",
     )
 
 

@@ -115,7 +115,12 @@ def _goal(populates: dict[str, list[ChildResult]], warm: ChildResult) -> Goal:
     return Goal(
         f"peak RSS at most {_mb(LIMIT_BYTES)} for any source and size",
         highest <= LIMIT_BYTES,
-        f"highest peak {_mb(highest)}; from the small to the large model: {growth}",
+        f"highest peak {_mb(highest)}; per source: "
+        + ", ".join(
+            f"{kind.split()[0]} {_mb(max(r.peak_rss_bytes for r in results))}"
+            for kind, results in populates.items()
+        )
+        + f"; from the small to the large model: {growth}",
     )
 
 
