@@ -35,10 +35,6 @@ MAX_MANIFEST_BYTES = 128 * 1024 * 1024
 #: Threads copying or hashing files of one entry at once.
 IO_THREADS = min(8, 2 * (os.cpu_count() or 1))
 
-#: Threads reading weight files for prefetch and load_safetensors: reads wait on the disk or the
-#: network, not the CPU, and network volumes serve many concurrent reads faster than few.
-READ_THREADS = 16
-
 
 def default_store_root() -> Path:
     """The default local store: ``$WEIGHTCACHE_HOME`` or ``~/.cache/weightcache``."""
