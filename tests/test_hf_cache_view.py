@@ -30,7 +30,8 @@ def run_with_env(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[
 
 
 def tiny_bert(folder: Path) -> dict[str, bytes]:
-    """A tiny random BERT saved by transformers, as its files."""
+    """A tiny random BERT saved by transformers, as its files (skips without the examples extra)."""
+    pytest.importorskip("transformers", reason="needs transformers (pip install '.[examples]')")
     import torch
     from transformers import BertConfig, BertModel
 

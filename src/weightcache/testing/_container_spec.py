@@ -113,7 +113,10 @@ def _copied_files(image: Any) -> list[tuple[str, str]]:
     dockerfile_function = nonlocals.get("dockerfile_function")
     if context_mount_function is None or dockerfile_function is None:
         return []
-    mount = context_mount_function(BUILDER_VERSION)
+    try:
+        mount = context_mount_function(BUILDER_VERSION)
+    except TypeError:  # modal < 1.6.4 builds this layer's context without a builder version
+        mount = context_mount_function()
     files = []
     for command in dockerfile_function(BUILDER_VERSION).commands:
         if command.startswith("COPY . "):

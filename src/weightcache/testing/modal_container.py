@@ -23,6 +23,7 @@ and ``fastapi_endpoint`` methods answers :meth:`ModalContainer.request` (pick on
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import shutil
@@ -73,6 +74,8 @@ def available() -> str | None:
         return "the container simulation needs root (mount namespaces and chroot)"
     if shutil.which("unshare") is None:
         return "the container simulation needs util-linux's unshare"
+    if any(importlib.util.find_spec(name) is None for name in ("starlette", "httpx")):
+        return "the container simulation serves web endpoints with starlette and httpx: install '.[examples]'"
     return None
 
 
