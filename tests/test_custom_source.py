@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from weightcache import ChecksumMismatchError, Source, WeightCache, register_source
+from weightcache.providers.base import Plan
 from weightcache.staging import Staging
 
 
@@ -33,11 +34,11 @@ class MemorySource(Source):
     def slug(self) -> str:
         return self.name
 
-    def resolve(self) -> str:
+    def resolve(self) -> Plan:
         self.resolves += 1
-        return self.version
+        return Plan(self.version)
 
-    def fetch(self, version: str, staging: Staging) -> None:
+    def fetch(self, plan: Plan, staging: Staging) -> None:
         staging.plan({path: len(data) for path, data in self.files.items()})
         for path, data in self.files.items():
             sha = hashlib.sha256(data).hexdigest()
