@@ -98,3 +98,9 @@ __all__ = [
     "parse_source",
     "register_source",
 ]
+
+# The Source protocol's plan and the registry's errors, for sources written outside this package.
+from .errors import SchemeTakenError, SourcePluginError
+from .providers.base import Plan
+
+__all__ += ["Plan", "SchemeTakenError", "SourcePluginError"]
