@@ -115,16 +115,24 @@ def time_runs(run: Callable[[], object], *, runs: int, before: Callable[[], obje
     return Stats(tuple(times))
 
 
-def time_calls(call: Callable[[], object], *, seconds: float, min_calls: int = 5) -> Stats:
-    """Time a fast call repeatedly for about ``seconds`` (at least ``min_calls`` times), after one warm-up."""
-    call()
-    times: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while len(times) < min_calls or time.perf_counter() < deadline:
-        started = time.perf_counter()
+def time_interleaved(
+    calls: dict[str, Callable[[], object]], *, seconds: float, min_rounds: int = 5
+) -> dict[str, Stats]:
+    """Time fast calls in turn, round after round, for about ``seconds`` (after one warm-up each).
+
+    Taking turns puts a burst of load from other work on the machine on every call alike, so the
+    ratios between them hold where back-to-back timings of each would not.
+    """
+    for call in calls.values():
         call()
-        times.append(time.perf_counter() - started)
-    return Stats(tuple(times))
+    times: dict[str, list[float]] = {label: [] for label in calls}
+    deadline = time.perf_counter() + seconds * len(calls)
+    while len(next(iter(times.values()))) < min_rounds or time.perf_counter() < deadline:
+        for label, call in calls.items():
+            started = time.perf_counter()
+            call()
+            times[label].append(time.perf_counter() - started)
+    return {label: Stats(tuple(samples)) for label, samples in times.items()}
 
 
 @dataclass

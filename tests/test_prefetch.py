@@ -12,6 +12,7 @@ import pytest
 from bench.pagecache import drop_file
 from weightcache import WeightCache, WeightFileNotFoundError
 from weightcache.constants import CHUNK_BYTES
+from weightcache.cpus import READ_BUDGET
 from weightcache.prefetch import prefetch, prefetch_in_background
 
 
@@ -138,3 +139,11 @@ def test_reads_through_a_buffer_where_the_kernel_cannot_splice(tmp_path: Path, m
     report = prefetch(tmp_path, threads=2)
     assert (report.files, report.bytes) == (1, 2 * CHUNK_BYTES + 7)
     assert all(cached(big, offset, 1) for offset in (0, CHUNK_BYTES, 2 * CHUNK_BYTES))
+
+
+def test_a_prefetch_and_a_load_share_the_processs_reader_threads(tmp_path: Path) -> None:
+    write(tmp_path / "w.bin", 1000)
+    assert prefetch(tmp_path).threads == READ_BUDGET.total  # alone, it takes them all
+    with READ_BUDGET.take(3):  # a load holding 3 (as load_safetensors does while it runs)
+        assert prefetch(tmp_path).threads == max(READ_BUDGET.total - 3, READ_BUDGET.total // 2, 1)
+    assert READ_BUDGET.in_use == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,9 +26,11 @@ from weightcache import (  # noqa: E402
     SafetensorsFormatError,
     WeightCache,
     WeightFileNotFoundError,
+    device_copy,
 )
 from weightcache.device_copy import StagedLoad, Transfer  # noqa: E402
-from weightcache.safetensors_format import read_layout  # noqa: E402
+from weightcache.pinned_pool import HostStaging  # noqa: E402
+from weightcache.safetensors_format import plan_chunks, read_layout  # noqa: E402
 from weightcache.synthetic import make_synthetic_model, write_safetensors  # noqa: E402
 from weightcache.torch import load_safetensors  # noqa: E402
 
@@ -55,11 +58,6 @@ class DeferredTransfer(Transfer):
         super().__init__(CPU)
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.done = 0
-        self.host_bytes = 0
-
-    def host_buffer(self, nbytes: int) -> torch.Tensor:
-        self.host_bytes += nbytes
-        return super().host_buffer(nbytes)
 
     def copy(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         self.pending.extend(pairs)
@@ -227,12 +225,114 @@ def test_tensors_have_their_own_storage_and_fill_a_meta_model(tmp_path: Path) ->
     assert model.layers[1].mlp(torch.ones(2, 1024, dtype=torch.bfloat16)).shape == (2, 6)
 
 
-def test_host_memory_is_bounded_whatever_the_model_size(tmp_path: Path) -> None:
-    path = tmp_path / "big.safetensors"
-    write_safetensors(path, {"w": ("U8", [200, 1000])})
-    transfer = DeferredTransfer()
-    StagedLoad([read_layout(path)], transfer, threads=3, dtype=None, chunk_bytes=4096).run()
-    assert transfer.host_bytes == (3 + 2) * 4096  # ~49 chunks went through 5 buffers
+class CountingStaging(HostStaging):
+    def __init__(self) -> None:
+        self.allocated: list[int] = []
+        super().__init__(self._count)
+
+    def _count(self, nbytes: int) -> torch.Tensor:
+        self.allocated.append(nbytes)
+        return torch.empty(nbytes, dtype=torch.uint8)
+
+
+def test_host_memory_is_allocated_once_at_a_power_of_two_whatever_the_model_size(tmp_path: Path) -> None:
+    small, big = tmp_path / "small.safetensors", tmp_path / "big.safetensors"
+    write_safetensors(small, {"w": ("U8", [10, 1000])})
+    write_safetensors(big, {"w": ("U8", [200, 1000])})
+    staging = CountingStaging()
+    for path in (small, big, big):
+        layout = read_layout(path)
+        per_file = StagedLoad(
+            [layout], DeferredTransfer(), threads=3, dtype=None, chunk_bytes=4096, staging=staging
+        )
+        assert raw(per_file.run()[0][0]) == path.read_bytes()[layout.data_offset :]
+    # (3 + 2) buffers of 4 KiB, rounded up to a power of two as torch's pinned allocator would:
+    # allocated at the first load, reused by the later ones, whatever the model's size.
+    assert staging.allocated == [32768] and staging.nbytes == 32768
+    with staging.lend(5000) as smaller:  # a load with fewer threads uses part of the same block
+        assert smaller.numel() == 8192 and staging.allocated == [32768]
+
+
+def test_a_second_load_at_the_same_time_gets_its_own_buffers(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    write_safetensors(path, {"w": ("U8", [20, 1000])})
+    staging = CountingStaging()
+    with staging.lend(4096) as held:
+        state = StagedLoad(
+            [read_layout(path)], Transfer(CPU), threads=2, dtype=None, chunk_bytes=4096, staging=staging
+        )
+        state.run()
+        assert held.numel() == 4096 and staging.allocated == [4096, 16384]
+
+
+def gated_reads(monkeypatch, gate: threading.Event, held: Callable[[int], bool]) -> list[bool]:
+    """Make the reads at the file offsets ``held`` picks wait for ``gate``; return whether each saw it set."""
+    seen: list[bool] = []
+    real = device_copy._read_chunk
+
+    def read(descriptor, target, offset, path) -> None:
+        if held(offset):
+            seen.append(gate.wait(timeout=20))  # the guard only: an in-order load would never set it
+        real(descriptor, target, offset, path)
+
+    monkeypatch.setattr(device_copy, "_read_chunk", read)
+    return seen
+
+
+def test_a_slow_read_does_not_stall_the_reads_behind_it(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "m.safetensors"
+    write_safetensors(path, {"a": ("U8", [3, 4096]), "b": ("F32", [2, 4096])})
+    layout = read_layout(path)
+    copied = threading.Event()
+
+    class Watching(Transfer):
+        def copy(self, pairs) -> None:
+            super().copy(pairs)
+            copied.set()
+
+    seen = gated_reads(monkeypatch, copied, lambda offset: offset == layout.data_offset)
+    per_file = StagedLoad([layout], Watching(CPU), threads=3, dtype=None, chunk_bytes=4096).run()
+    assert seen == [True]  # a later chunk was copied out while the first was still being read
+    names = [tensor.name for tensor in layout.tensors]
+    assert_same(dict(zip(names, per_file[0], strict=True)), safetensors_torch.load_file(path))
+
+
+def test_the_next_files_tensors_are_allocated_while_reads_are_in_flight(tmp_path: Path, monkeypatch) -> None:
+    first, second = tmp_path / "1.safetensors", tmp_path / "2.safetensors"
+    write_safetensors(first, {"a": ("U8", [2, 4096])})
+    write_safetensors(second, {"b": ("U8", [2, 4096])})
+    layouts = [read_layout(first), read_layout(second)]
+    allocated: list[Path] = []
+    second_allocated = threading.Event()
+    real_empty = device_copy.empty_tensors
+
+    def empty(layout, device):
+        allocated.append(layout.path)
+        if layout.path == second:
+            second_allocated.set()
+        return real_empty(layout, device)
+
+    monkeypatch.setattr(device_copy, "empty_tensors", empty)
+    end_of_first = layouts[0].data_offset + layouts[0].data_bytes
+    seen = gated_reads(monkeypatch, second_allocated, lambda offset: offset < end_of_first)
+    per_file = StagedLoad(layouts, Transfer(CPU), threads=4, dtype=None, chunk_bytes=4096).run()
+    assert seen and all(seen) and allocated == [first, second]
+    assert [raw(t[0]) for t in per_file] == [
+        p.read_bytes()[lay.data_offset :] for p, lay in zip((first, second), layouts, strict=True)
+    ]
+
+
+def test_reads_after_the_first_start_on_a_chunk_boundary_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    write_safetensors(path, {f"t{i}": ("F32", [999 + i]) for i in range(9)})
+    layout = read_layout(path)
+    chunks = plan_chunks(layout.tensors, 4096, data_offset=layout.data_offset)
+    assert [(layout.data_offset + c.start) % 4096 for c in chunks[1:]] == [0] * (len(chunks) - 1)
+    assert (
+        chunks[0].length == 4096 - layout.data_offset % 4096
+        and sum(c.length for c in chunks) == layout.data_bytes
+    )
+    assert_same(load_safetensors(path, device="cpu", threads=2), safetensors_torch.load_file(path))
 
 
 def write_raw(path: Path, header: bytes, data: bytes = b"") -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..harness import Case
-from . import deep_verify, herd, memory, peers, populate, url_download, warm_check
+from . import deep_verify, herd, memory, peers, populate, url_download, warm_check, warm_start
 
 CASES: list[Case] = [
     warm_check.CASE,
@@ -13,6 +13,7 @@ CASES: list[Case] = [
     deep_verify.CASE,
     memory.CASE,
     peers.CASE,
+    warm_start.CASE,
 ]
 
 #: What the issue asks for that this run does not measure, and where it is measured (shown in the report).

@@ -82,8 +82,19 @@ def run(ctx: Context) -> CaseResult:
                 plain[WEIGHTCACHE] * 3 <= plain[ONE_STREAM],
                 f"{units.ratio(plain[ONE_STREAM] / plain[WEIGHTCACHE])}: "
                 f"{units.duration(plain[WEIGHTCACHE])} vs {units.duration(plain[ONE_STREAM])}",
-            )
+            ),
+            _floor_goal(plain[WEIGHTCACHE], size / throttle / ranges, ranges),
         ],
+    )
+
+
+def _floor_goal(seconds: float, floor: float, ranges: int) -> Goal:
+    # Throughput as a share of the floor's: 80 % means taking at most 1.25x the floor's time.
+    return Goal(
+        "a download at least 80 % of the floor's throughput",
+        floor / seconds >= 0.8,
+        f"{floor / seconds:.0%}: {units.duration(seconds)} vs the floor's {units.duration(floor)} "
+        f"({ranges} connection{'s' if ranges > 1 else ''} at the cap)",
     )
 
 

@@ -14,13 +14,17 @@ from weightcache import LocalStore, WeightCache
 from .. import units
 from ..child import measure_in_child
 from ..datasets import FileSet
-from ..harness import MISSING_PEER, Case, CaseResult, Context, Goal, Table, peer, time_calls
+from ..harness import MISSING_PEER, Case, CaseResult, Context, Goal, Table, peer, time_interleaved
 
 FLOOR = "floor: os.stat of each cached file"
+DIR_FLOOR = "floor for dir://: os.stat of each source file and each cached file"
 WEIGHTCACHE = "weightcache ensure(dir://…), a hit"
 WEIGHTCACHE_HUB = "weightcache ensure(hf://…@sha), a hit"
-#: Our rows -> the source each one names in its goals.
+#: Our rows -> the source each one names in its goals, and the floor each is measured against.
 OURS = {WEIGHTCACHE_HUB: "hf://…@sha", WEIGHTCACHE: "dir://…"}
+FLOORS = {WEIGHTCACHE_HUB: FLOOR, WEIGHTCACHE: DIR_FLOOR}
+#: How far above its floor a hit may be (issue 16).
+GOAL_RATIO = 1.5
 SEEDS = "the seeds: os.path.exists of each file"
 HF = "huggingface_hub snapshot_download(local_files_only=True)"
 POOCH = "pooch retrieve(known_hash=sha256) of each file"
@@ -43,16 +47,17 @@ def run(ctx: Context) -> CaseResult:
     missing: dict[str, str] = {}
     for count in counts:
         ctx.say(f"case 1: {count} files")
-        for label, call in _checks(ctx.data.file_set(count)).items():
-            if isinstance(call, str):
-                missing[label] = call
-                continue
-            medians.setdefault(label, {})[count] = time_calls(call, seconds=ctx.settings.call_seconds).median
+        checks = _checks(ctx.data.file_set(count))
+        missing.update({label: call for label, call in checks.items() if isinstance(call, str)})
+        runnable = {label: call for label, call in checks.items() if not isinstance(call, str)}
+        for label, stats in time_interleaved(runnable, seconds=ctx.settings.call_seconds).items():
+            medians.setdefault(label, {})[count] = stats.median
     table = Table(
-        "Median time of one warm check (x the floor)", ["check", *(f"{count:,} files" for count in counts)]
+        "Median time of one warm check (x its floor: the dir:// floor for dir://, else the cached files)",
+        ["check", *(f"{count:,} files" for count in counts)],
     )
     for label, by_count in medians.items():
-        floor = medians[FLOOR]
+        floor = medians[FLOORS.get(label, FLOOR)]
         table.rows.append(
             [
                 label,
@@ -67,11 +72,16 @@ def run(ctx: Context) -> CaseResult:
             f"Files are {units.size(ctx.data.small_file_bytes)} each; only pooch's time grows with "
             "their size (case 5 shows it on a whole model)."
         ),
-        floor="one `os.stat` per cached file: any check that the files are there and complete "
-        "costs this much.",
+        floor="one `os.stat` per cached file: any check that the files are there and complete costs "
+        "this much; for `dir://`, whose version is a fingerprint of the source's names, sizes and "
+        "mtimes, one more per source file.",
         conditions=[
             "Page cache and dentry cache warm (the files were just written and are checked repeatedly).",
+            "The checks take turns, one call each per round, so load from other work on the machine "
+            "falls on all of them alike.",
             "weightcache's hit of a Hub repository pinned to a commit reads and validates the manifest "
+            "(once per process and manifest file state: later hits compare the file's inode, size, "
+            "mtime and ctime and re-parse only when they changed) "
             "and stats each cached file; a hit of an image directory (`dir://`) also stats the "
             "directory's files first, since its version is a fingerprint of their names, sizes and mtimes.",
             "huggingface_hub's in-memory tree-listing cache is cleared before each call, as in a fresh "
@@ -86,6 +96,7 @@ def run(ctx: Context) -> CaseResult:
 
 def _checks(files: FileSet) -> dict[str, Call | str]:
     paths = [os.fspath(path) for path in files.entry.files]
+    source_paths = [os.path.join(files.image_dir, record.path) for record in files.entry.manifest.files]
     pooch = peer("pooch")
 
     def seeds_check() -> None:
@@ -105,6 +116,8 @@ def _checks(files: FileSet) -> dict[str, Call | str]:
 
     return {
         FLOOR: lambda: [os.stat(path) for path in paths],
+        # dir:// versions are a fingerprint of the source's names, sizes and mtimes: a hit stats both sides.
+        DIR_FLOOR: lambda: ([os.stat(path) for path in source_paths], [os.stat(path) for path in paths]),
         WEIGHTCACHE_HUB: _weightcache_hit(files.hub_store_dir, files.hub_uri),
         WEIGHTCACHE: _weightcache_hit(files.store_dir, files.source_uri),
         SEEDS: seeds_check,
@@ -149,11 +162,12 @@ def _goals(medians: dict[str, dict[int, float]], counts: tuple[int, ...]) -> lis
     goals = []
     for label, source in OURS.items():
         ours = medians[label]
-        ratios = [ours[count] / medians[FLOOR][count] for count in counts]
+        ratios = [ours[count] / medians[FLOORS[label]][count] for count in counts]
+        # The goal is set at the most files (1,000 in a full run): smaller sets show the fixed cost.
         goals.append(
             Goal(
-                f"a hit of {source} within 2x of the floor",
-                all(value <= 2 for value in ratios),
+                f"a hit of {source} at {counts[-1]:,} files within {GOAL_RATIO:g}x of its floor",
+                ratios[-1] <= GOAL_RATIO,
                 ", ".join(
                     f"{units.ratio(value)} at {count:,} files"
                     for value, count in zip(ratios, counts, strict=True)

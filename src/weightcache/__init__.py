@@ -10,47 +10,116 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._version import __version__
-from .cache import SourceStatus, WeightCache
-from .entry import Entry
-from .errors import (
-    ChecksumMismatchError,
-    CommitError,
-    EmptySourceError,
-    EntryInUseError,
-    EntryNotFoundError,
-    IntegrityError,
-    InvalidSourceError,
-    LinkError,
-    LoadError,
-    LockTimeoutError,
-    ManifestError,
-    SafetensorsFormatError,
-    SizeMismatchError,
-    SourceAuthError,
-    SourceChangedError,
-    SourceError,
-    SourceNotFoundError,
-    SourceUnreachableError,
-    StoreError,
-    StoreFullError,
-    StoreNotWritableError,
-    UnknownSchemeError,
-    UnsafePathError,
-    WeightCacheError,
-    WeightFileNotFoundError,
-)
-from .gc import GcReport
-from .manifest import FileRecord, Manifest
-from .progress import ProgressEvent
-from .providers.base import Source, Store
-from .providers.hf import HFSource
-from .providers.image_dir import ImageDirSource
-from .providers.local_store import LocalStore
-from .providers.modal_volume import LeaseSettings, ModalVolumeStore
-from .providers.url import URLSource
-from .registry import parse_source, register_source
-from .verify import VerifyReport
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from .cache import SourceStatus, WeightCache
+    from .entry import Entry
+    from .errors import (
+        ChecksumMismatchError,
+        CommitError,
+        EmptySourceError,
+        EntryInUseError,
+        EntryNotFoundError,
+        IntegrityError,
+        InvalidSourceError,
+        LinkError,
+        LoadError,
+        LockTimeoutError,
+        ManifestError,
+        SafetensorsFormatError,
+        SizeMismatchError,
+        SourceAuthError,
+        SourceChangedError,
+        SourceError,
+        SourceNotFoundError,
+        SourceUnreachableError,
+        StoreError,
+        StoreFullError,
+        StoreNotWritableError,
+        UnknownSchemeError,
+        UnsafePathError,
+        WeightCacheError,
+        WeightFileNotFoundError,
+    )
+    from .gc import GcReport
+    from .manifest import FileRecord, Manifest
+    from .progress import ProgressEvent
+    from .providers.base import Source, Store
+    from .providers.hf import HFSource
+    from .providers.image_dir import ImageDirSource
+    from .providers.local_store import LocalStore
+    from .providers.modal_volume import LeaseSettings, ModalVolumeStore
+    from .providers.url import URLSource
+    from .registry import parse_source, register_source
+    from .verify import VerifyReport
+
+# Where each public name lives: imported on first use (PEP 562), so `import weightcache` costs
+# milliseconds and a process imports only what it touches (a warm `ensure()` needs no HTTP, Modal
+# or CLI code).
+_LAZY = {
+    "SourceStatus": ".cache",
+    "WeightCache": ".cache",
+    "Entry": ".entry",
+    "ChecksumMismatchError": ".errors",
+    "CommitError": ".errors",
+    "EmptySourceError": ".errors",
+    "EntryInUseError": ".errors",
+    "EntryNotFoundError": ".errors",
+    "IntegrityError": ".errors",
+    "InvalidSourceError": ".errors",
+    "LinkError": ".errors",
+    "LoadError": ".errors",
+    "LockTimeoutError": ".errors",
+    "ManifestError": ".errors",
+    "SafetensorsFormatError": ".errors",
+    "SizeMismatchError": ".errors",
+    "SourceAuthError": ".errors",
+    "SourceChangedError": ".errors",
+    "SourceError": ".errors",
+    "SourceNotFoundError": ".errors",
+    "SourceUnreachableError": ".errors",
+    "StoreError": ".errors",
+    "StoreFullError": ".errors",
+    "StoreNotWritableError": ".errors",
+    "UnknownSchemeError": ".errors",
+    "UnsafePathError": ".errors",
+    "WeightCacheError": ".errors",
+    "WeightFileNotFoundError": ".errors",
+    "GcReport": ".gc",
+    "FileRecord": ".manifest",
+    "Manifest": ".manifest",
+    "ProgressEvent": ".progress",
+    "Source": ".providers.base",
+    "Store": ".providers.base",
+    "HFSource": ".providers.hf",
+    "ImageDirSource": ".providers.image_dir",
+    "LocalStore": ".providers.local_store",
+    "LeaseSettings": ".providers.modal_volume",
+    "ModalVolumeStore": ".providers.modal_volume",
+    "URLSource": ".providers.url",
+    "parse_source": ".registry",
+    "register_source": ".registry",
+    "VerifyReport": ".verify",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name's module on first use and cache the name here."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'weightcache' has no attribute {name!r}")
+    # __import__ rather than importlib.import_module: only the former shows in `python -X importtime`.
+    value = getattr(__import__(__name__ + module, fromlist=[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "ChecksumMismatchError",

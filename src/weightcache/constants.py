@@ -23,8 +23,10 @@ LEASE_POLL_SECONDS = 1.0
 #: (a live holder writes the record microseconds after creating the file; filelock waits 2 s too).
 EMPTY_LEASE_SECONDS = 2.0
 
-#: Size of one read/write chunk when streaming a file (large enough to amortise syscalls,
-#: small enough that a pool of copy threads stays well under 256 MB).
+#: Bytes per read or write when streaming a file, per prefetch range and per loader read (and
+#: pinned host buffer): large enough that per-call overheads vanish, small enough
+#: that a buffer per thread stays small. A multiple of 4 KiB, so reads cut at its multiples of
+#: the file's offsets are page-aligned.
 CHUNK_BYTES = 8 * 1024 * 1024
 
 #: Largest manifest read from a Volume or an archive (a v1 Volume's 500,000 files need about 100 MB).
@@ -32,10 +34,6 @@ MAX_MANIFEST_BYTES = 128 * 1024 * 1024
 
 #: Threads copying or hashing files of one entry at once.
 IO_THREADS = min(8, 2 * (os.cpu_count() or 1))
-
-#: Threads reading weight files for prefetch and load_safetensors: reads wait on the disk or the
-#: network, not the CPU, and network volumes serve many concurrent reads faster than few.
-READ_THREADS = 16
 
 
 def default_store_root() -> Path:

@@ -7,8 +7,10 @@ LFS listing, a URL's ``#sha256=``), so the download can be checked against the s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,11 +57,27 @@ def _hash_on_one_thread_after_fork() -> None:
 os.register_at_fork(after_in_child=_hash_on_one_thread_after_fork)
 
 
-class StreamHasher:
-    """Accumulates BLAKE3 (and optionally SHA-256) over chunks fed in order."""
+def blake3_threads(concurrent: int, cpus: int) -> int:
+    """BLAKE3 threads for one of ``concurrent`` files hashed at once on ``cpus`` CPUs.
 
-    def __init__(self, *, sha256: bool = False) -> None:
-        self._blake3 = blake3.blake3(max_threads=_blake3_threads)
+    Alone, a file gets BLAKE3's own pool. Beside others, threads already outnumber the CPUs, and
+    BLAKE3's pool on top only adds contention: 4 files at once on 2 CPUs hashed 1.01-1.5x faster
+    (median 1.15x over 8 rounds) with one thread each than with BLAKE3's pool each.
+    """
+    if concurrent <= 1:
+        return blake3.blake3.AUTO
+    return max(1, cpus // concurrent)
+
+
+class StreamHasher:
+    """Accumulates BLAKE3 (and optionally SHA-256) over chunks fed in order.
+
+    ``threads`` caps BLAKE3's threads for this stream (default: BLAKE3's own pool).
+    """
+
+    def __init__(self, *, sha256: bool = False, threads: int | None = None) -> None:
+        max_threads = _blake3_threads if threads is None or _blake3_threads == 1 else threads
+        self._blake3 = blake3.blake3(max_threads=max_threads)
         self._sha256 = hashlib.sha256() if sha256 else None
         self.size = 0
 
@@ -147,8 +165,30 @@ def iter_file_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[mem
 
 
 def hash_file(path: Path, *, sha256: bool = False) -> Digests:
-    """Hash a file by streaming it (memory stays at one chunk whatever the file's size)."""
-    hasher = StreamHasher(sha256=sha256)
-    for chunk in iter_file_chunks(path):
-        hasher.update(chunk)
-    return hasher.digests()
+    """Hash a file by streaming it (memory stays at one chunk whatever the file's size).
+
+    Files hashed at the same time from several threads share the CPUs (see :func:`blake3_threads`).
+    """
+    global _hashing
+    with _hashing_lock:
+        _hashing += 1
+        threads = blake3_threads(_hashing, _usable_cpus())
+    try:
+        hasher = StreamHasher(sha256=sha256, threads=threads)
+        for chunk in iter_file_chunks(path):
+            hasher.update(chunk)
+        return hasher.digests()
+    finally:
+        with _hashing_lock:
+            _hashing -= 1
+
+
+_hashing = 0  # hash_file calls running now, in any thread
+_hashing_lock = threading.Lock()
+
+
+@functools.cache
+def _usable_cpus() -> int:
+    from .cpus import usable_cpus  # here, not at the top: a warm hit imports hashing, never hashes
+
+    return usable_cpus()

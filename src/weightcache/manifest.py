@@ -13,6 +13,7 @@ from ._version import __version__
 from .constants import MANIFEST_SCHEMA_VERSION
 from .errors import ManifestError
 from .fsutil import atomic_write_bytes
+from .manifest_memo import read_validated
 
 if TYPE_CHECKING:
     from .layout import StoreLayout
@@ -113,7 +114,8 @@ def read_manifest(path: Path) -> Manifest:
     Raises :class:`FileNotFoundError` when it is absent and :class:`ManifestError` when it
     is truncated, not JSON, or inconsistent: such a directory is not an entry.
     """
-    return parse_manifest(path.read_bytes(), where=str(path))
+    # Validated once per process per file state (see manifest_memo): a warm hit re-reads nothing.
+    return read_validated(path, lambda data, where: parse_manifest(data, where=where))
 
 
 def parse_manifest(data: bytes, *, where: str) -> Manifest:

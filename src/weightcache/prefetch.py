@@ -28,7 +28,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .constants import CHUNK_BYTES, READ_THREADS
+from .constants import CHUNK_BYTES
+from .cpus import READ_BUDGET
 from .entry import Entry
 from .errors import LoadError
 from .fsutil import open_regular
@@ -53,8 +54,11 @@ class PrefetchReport:
         return self.bytes / self.seconds / 1e9 if self.seconds > 0 else 0.0
 
 
-def prefetch(targets: Targets, *, threads: int = READ_THREADS) -> PrefetchReport:
+def prefetch(targets: Targets, *, threads: int | None = None) -> PrefetchReport:
     """Read every file of ``targets`` (entries, files, directories recursively) so it sits in the page cache.
+
+    ``threads`` ``None`` reads with the process's reader threads (4 per usable CPU, at most 16)
+    less those a running ``load_safetensors`` holds (but at least half of them).
 
     Raises :class:`WeightFileNotFoundError` for a path that does not exist (before reading
     anything) and :class:`LoadError` when a read fails.
@@ -62,7 +66,7 @@ def prefetch(targets: Targets, *, threads: int = READ_THREADS) -> PrefetchReport
     return _Prefetch(targets, threads).run()
 
 
-def prefetch_in_background(targets: Targets, *, threads: int = READ_THREADS) -> PrefetchHandle:
+def prefetch_in_background(targets: Targets, *, threads: int | None = None) -> PrefetchHandle:
     """Start :func:`prefetch` in a daemon thread and return at once; ``handle.wait()`` gives its report."""
     return PrefetchHandle(_Prefetch(targets, threads))
 
@@ -121,9 +125,10 @@ class PrefetchHandle:
 class _Prefetch:
     """One prefetch: list the files, then read their chunks on a thread pool through a bounded queue."""
 
-    def __init__(self, targets: Targets, threads: int) -> None:
+    def __init__(self, targets: Targets, threads: int | None) -> None:
         self.targets = flatten_targets(targets)
-        self.threads = max(1, threads)
+        self.requested_threads = threads
+        self.threads = 1  # set when the run takes its threads from the budget
         self.cancelled = threading.Event()
         self.bytes_read = 0
         self.total_bytes: int | None = None
@@ -131,10 +136,14 @@ class _Prefetch:
         self._lock = threading.Lock()
         self._buffers = threading.local()
         self._sink: int | None = None
-        # At most two chunks per thread are queued, so memory and open descriptors stay bounded.
-        self._slots = threading.BoundedSemaphore(2 * self.threads)
 
     def run(self) -> PrefetchReport:
+        with READ_BUDGET.take(self.requested_threads) as self.threads:
+            return self._run()
+
+    def _run(self) -> PrefetchReport:
+        # At most two chunks per thread are queued, so memory and open descriptors stay bounded.
+        self._slots = threading.BoundedSemaphore(2 * self.threads)
         started = time.perf_counter()
         sized = [(path, _size_of(path)) for path in list_files(self.targets)]
         self.total_bytes = sum(size for _path, size in sized)

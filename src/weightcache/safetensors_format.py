@@ -126,24 +126,28 @@ def read_layout(path: Path) -> SafetensorsLayout:
     return SafetensorsLayout(path, data_offset, file_size - data_offset, tuple(tensors), metadata)
 
 
-def plan_chunks(tensors: Iterable[TensorLayout], chunk_bytes: int) -> list[Chunk]:
-    """Cut the data section into chunks of ``chunk_bytes`` (the last may be shorter).
+def plan_chunks(tensors: Iterable[TensorLayout], chunk_bytes: int, *, data_offset: int = 0) -> list[Chunk]:
+    """Cut the data section into chunks of at most ``chunk_bytes``, cut where the file offset is a
+    multiple of ``chunk_bytes``.
 
-    A tensor that crosses a chunk boundary is split into pieces; zero-size tensors have none.
+    The data section starts at ``data_offset`` in the file (after a header of any length), so
+    the first chunk is shorter and every later one starts on a ``chunk_bytes`` boundary of the
+    file: page-aligned reads when ``chunk_bytes`` is a multiple of 4 KiB. A tensor that crosses
+    a chunk boundary is split into pieces; zero-size tensors have none.
     """
     chunks: list[Chunk] = []
     pieces: list[Piece] = []
     chunk_start = end = 0
+    chunk_end = chunk_bytes - data_offset % chunk_bytes
     for index, tensor in enumerate(tensors):
         offset, end = tensor.start, tensor.end
         while offset < end:
-            chunk_end = chunk_start + chunk_bytes
             length = min(end, chunk_end) - offset
             pieces.append(Piece(index, offset - tensor.start, offset - chunk_start, length))
             offset += length
             if offset == chunk_end:
-                chunks.append(Chunk(chunk_start, chunk_bytes, tuple(pieces)))
-                pieces, chunk_start = [], chunk_end
+                chunks.append(Chunk(chunk_start, chunk_end - chunk_start, tuple(pieces)))
+                pieces, chunk_start, chunk_end = [], chunk_end, chunk_end + chunk_bytes
     if pieces:
         chunks.append(Chunk(chunk_start, end - chunk_start, tuple(pieces)))
     return chunks

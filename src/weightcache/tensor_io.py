@@ -11,10 +11,6 @@ import torch
 from .errors import SafetensorsFormatError
 from .safetensors_format import SafetensorsLayout, TensorLayout
 
-#: Bytes per read (and per pinned host buffer): large enough that per-read overheads vanish,
-#: small enough that a buffer per reader thread stays a few hundred MB at most.
-CHUNK_BYTES = 16 * 1024 * 1024
-
 # safetensors dtype -> torch attribute; an attribute this torch lacks means the dtype cannot be loaded.
 _TORCH_DTYPE_NAMES = {
     "BOOL": "bool",

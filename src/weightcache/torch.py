@@ -13,7 +13,8 @@ The result is what ``safetensors.torch.load_file`` returns, for each file in tur
 same names in the same order, dtypes, shapes and bytes. On the CPU, threads ``preadv`` every
 tensor's bytes straight into the tensor. On CUDA, threads read chunks into a few pinned host
 buffers and each chunk is copied to the GPU asynchronously while the next ones are read (see
-:mod:`weightcache.device_copy`); host memory stays at about ``(threads + 2) x 16 MiB``.
+:mod:`weightcache.device_copy`); the buffers are one pinned block per process, a power of two
+of at least ``(threads + 2) x 8 MiB``, allocated at the first load and reused.
 
 Every tensor gets its own allocation, as ``load_file``'s do: freeing or replacing one frees its
 memory, and the result can be written back with ``save_file`` (which refuses tensors that share
@@ -30,13 +31,14 @@ try:
 except ImportError as exc:  # torch is an optional extra
     raise ImportError("weightcache.torch needs torch: pip install 'weightcache[torch]'") from exc
 
-from .constants import READ_THREADS
+from .constants import CHUNK_BYTES
+from .cpus import READ_BUDGET
 from .device_copy import StagedLoad, Transfer
 from .errors import LoadError
 from .parallel import run_parallel
 from .safetensors_format import Chunk, SafetensorsLayout, plan_chunks, read_layout, safetensors_files
 from .targets import Targets
-from .tensor_io import CHUNK_BYTES, cast, check_loadable, empty_tensors, host_memory, read_exactly, will_read
+from .tensor_io import cast, check_loadable, empty_tensors, host_memory, read_exactly, will_read
 
 __all__ = ["load_safetensors"]
 
@@ -46,7 +48,7 @@ def load_safetensors(
     device: str | int | torch.device = "cuda",
     dtype: torch.dtype | None = None,
     *,
-    threads: int = READ_THREADS,
+    threads: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Load the tensors of ``targets`` onto ``device``: name -> tensor, as ``load_file`` gives them.
 
@@ -55,6 +57,9 @@ def load_safetensors(
     ``None`` keeps every tensor as stored; a floating-point dtype converts the full-precision
     float tensors (F16, BF16, F32, F64) to it on the device, and keeps integer, bool, complex
     and 8- or 4-bit float tensors (quantized weights, which need their scales) as stored.
+    ``threads`` ``None`` reads with the process's reader threads (4 per usable CPU, at most
+    16) less those a running prefetch holds (but at least half of them), so the two together do
+    not oversubscribe the CPUs.
 
     Raises :class:`WeightFileNotFoundError` for a missing path, :class:`SafetensorsFormatError`
     for a malformed file or a dtype this torch lacks (before allocating anything), and
@@ -67,10 +72,11 @@ def load_safetensors(
     for layout in layouts:
         check_loadable(layout)
     _check_unique_names(layouts)
-    if target_device.type == "cpu":
-        per_file = [_load_to_cpu(layout, threads, dtype) for layout in layouts]
-    else:
-        per_file = StagedLoad(layouts, Transfer(target_device), threads=threads, dtype=dtype).run()
+    with READ_BUDGET.take(threads) as granted:
+        if target_device.type == "cpu":
+            per_file = [_load_to_cpu(layout, granted, dtype) for layout in layouts]
+        else:
+            per_file = StagedLoad(layouts, Transfer(target_device), threads=granted, dtype=dtype).run()
     return {
         tensor.name: value
         for layout, values in zip(layouts, per_file, strict=True)
@@ -110,7 +116,7 @@ def _load_to_cpu(layout: SafetensorsLayout, threads: int, dtype: torch.dtype | N
         run_parallel(
             [
                 partial(_read_pieces, descriptor, layout, chunk, memories)
-                for chunk in plan_chunks(layout.tensors, CHUNK_BYTES)
+                for chunk in plan_chunks(layout.tensors, CHUNK_BYTES, data_offset=layout.data_offset)
             ],
             threads=threads,
         )

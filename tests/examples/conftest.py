@@ -19,7 +19,9 @@ from .extras import MISSING_MODULES
 if MISSING_MODULES:
     collect_ignore_glob = [
         "test_fashion_crop.py",
+        "test_fashion_crop_seed.py",
         "test_jaguar.py",
+        "test_jaguar_seed.py",
         "test_loading.py",
         "test_on_modal_volume.py",
     ]

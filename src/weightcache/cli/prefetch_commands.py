@@ -10,7 +10,6 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from ..cache import WeightCache
-from ..constants import READ_THREADS
 from ..entry import Entry
 from ..errors import EntryNotFoundError
 from ..layout import is_valid_key
@@ -28,7 +27,10 @@ def prefetch(
             help="Paths (files or directories), entry keys, or cached sources (dir://, hf://...)."
         ),
     ],
-    threads: Annotated[int, typer.Option("--threads", min=1, help="Concurrent reads.")] = READ_THREADS,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="Concurrent reads (default: sized to the usable CPUs)."),
+    ] = None,
 ) -> None:
     """Read the files of cached entries (or of paths) into the page cache, in parallel."""
     cache = open_cache()
