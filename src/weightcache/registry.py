@@ -14,10 +14,13 @@ import importlib
 import logging
 import os
 from collections.abc import Callable
-from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING
 
 from .errors import SchemeTakenError, SourcePluginError, UnknownSchemeError
 from .providers.base import Source
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 #: The entry-point group third-party packages declare their sources in (name: scheme, value: class).
 ENTRY_POINT_GROUP = "weightcache.sources"
@@ -95,6 +98,9 @@ def _plugins() -> dict[str, EntryPoint]:
     """The ``weightcache.sources`` entry points by scheme, read once; built-in schemes stay built in."""
     global _PLUGINS
     if _PLUGINS is None:
+        # Imported here: only a URI whose scheme is known no other way needs it (~15 ms to import).
+        from importlib.metadata import entry_points
+
         found: dict[str, EntryPoint] = {}
         for point in entry_points(group=ENTRY_POINT_GROUP):
             name = point.name.lower()
