@@ -227,7 +227,7 @@ class HalfWrittenSource(FailingSource):
     def __init__(self, leases: FakeModalDict) -> None:
         self.leases = leases
 
-    def fetch(self, version: str, staging: Staging) -> None:
+    def fetch(self, plan: Plan, staging: Staging) -> None:
         def chunks():
             yield b"first half"
             deadline = time.monotonic() + 120  # waits for the condition, however slow the machine
