@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
 
 import pytest
 
-from weightcache import ChecksumMismatchError, Source, WeightCache, register_source
+from weightcache import (
+    ChecksumMismatchError,
+    ImageDirSource,
+    Plan,
+    SchemeTakenError,
+    Source,
+    WeightCache,
+    parse_source,
+    register_source,
+    registry,
+)
 from weightcache.staging import Staging
 
 
@@ -33,11 +44,11 @@ class MemorySource(Source):
     def slug(self) -> str:
         return self.name
 
-    def resolve(self) -> str:
+    def resolve(self) -> Plan:
         self.resolves += 1
-        return self.version
+        return Plan(self.version)
 
-    def fetch(self, version: str, staging: Staging) -> None:
+    def fetch(self, plan: Plan, staging: Staging) -> None:
         staging.plan({path: len(data) for path, data in self.files.items()})
         for path, data in self.files.items():
             sha = hashlib.sha256(data).hexdigest()
@@ -48,10 +59,45 @@ class MemorySource(Source):
                 staging.write_stream(path, [data[:10], data[10:]], size=len(data), sha256=sha)
 
 
+@pytest.fixture(autouse=True)
+def _own_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test registers into a copy of the registry, so no scheme outlives it."""
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+
+
 def test_registered_scheme_builds_the_source(cache: WeightCache) -> None:
     source = MemorySource("m", {"a.bin": b"a" * 100}, "v1")
     register_source("mem", lambda uri: source)
     assert cache.ensure("mem://m").manifest.files[0].sha256 == hashlib.sha256(b"a" * 100).hexdigest()
+
+
+def test_a_scheme_is_replaced_only_when_asked(cache: WeightCache) -> None:
+    first = MemorySource("m", {"a.bin": b"a" * 100}, "v1")
+    second = MemorySource("m", {"b.bin": b"b" * 100}, "v1")
+    register_source("mem", lambda uri: first)
+    for scheme in ("mem", "HTTPS", "dir"):
+        with pytest.raises(SchemeTakenError, match="clobber=True") as caught:
+            register_source(scheme, lambda uri: second)
+        assert isinstance(caught.value, ValueError) and "\n" not in str(caught.value)
+    assert parse_source("mem://m") is first and parse_source("https://example.com/a.bin").scheme == "https"
+    register_source("mem", lambda uri: second, clobber=True)
+    assert [record.path for record in cache.ensure("mem://m").manifest.files] == ["b.bin"]
+
+
+def test_a_source_class_registers_by_its_from_uri(cache: WeightCache, make_image_dir) -> None:
+    register_source("local", ImageDirSource)
+    folder = make_image_dir({"w.bin": b"w"})
+    assert cache.ensure(f"local://{folder}").manifest.source == f"dir://{folder}"
+
+
+def test_the_plan_is_the_only_thing_between_resolve_and_fetch(cache: WeightCache) -> None:
+    source = MemorySource("m", {"a.bin": b"a" * 100}, "v1")
+    plan = source.resolve()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.version = "v2"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        plan.info["extra"] = "x"  # type: ignore[index]
+    assert source.plan("v1") == Plan("v1")
 
 
 def test_offline_first_warm_call_does_not_ask_the_source(cache: WeightCache) -> None:

@@ -18,6 +18,7 @@ CONTAINER = """
 import json, logging, os, signal, sys, time
 from pathlib import Path
 from weightcache import LeaseSettings, ModalVolumeStore, Source, WeightCache
+from weightcache.providers.base import Plan
 from weightcache.testing import FakeModalDict, FakeModalVolume
 
 root, source, start_at, options = sys.argv[1], sys.argv[2], float(sys.argv[3]), json.loads(sys.argv[4])
@@ -27,8 +28,8 @@ class RandomSource(Source):
     scheme = "random"
     uri = slug = "random-model"
     def resolve(self):
-        return "v1"
-    def fetch(self, version, staging):
+        return Plan("v1")
+    def fetch(self, plan, staging):
         staging.plan({f"shard-{i}.bin": 1_000_000 for i in range(4)})
         for i in range(4):
             staging.write_stream(f"shard-{i}.bin", [os.urandom(500_000), os.urandom(500_000)], size=1_000_000)

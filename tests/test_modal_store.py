@@ -19,6 +19,7 @@ from weightcache import (
     SourceError,
     WeightCache,
 )
+from weightcache.providers.base import Plan
 from weightcache.providers.modal_lease import DictLease
 from weightcache.staging import Staging
 from weightcache.testing import FakeModalDict, FakeModalVolume, FakeVolumeContainer
@@ -127,10 +128,10 @@ class FailingSource(Source):
     def slug(self) -> str:
         return "model"
 
-    def resolve(self) -> str:
-        return "v1"
+    def resolve(self) -> Plan:
+        return Plan("v1")
 
-    def fetch(self, version: str, staging: Staging) -> None:
+    def fetch(self, plan: Plan, staging: Staging) -> None:
         staging.write_stream("part.bin", [b"partial"])
         raise SourceError("the source went away; retry later")
 
@@ -226,7 +227,7 @@ class HalfWrittenSource(FailingSource):
     def __init__(self, leases: FakeModalDict) -> None:
         self.leases = leases
 
-    def fetch(self, version: str, staging: Staging) -> None:
+    def fetch(self, plan: Plan, staging: Staging) -> None:
         def chunks():
             yield b"first half"
             deadline = time.monotonic() + 120  # waits for the condition, however slow the machine

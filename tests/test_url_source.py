@@ -207,3 +207,26 @@ def test_cli_ensure_https(cli, store_dir: Path, server: FileServer) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["hit"] is False and Path(report["path"], "cli.bin").read_bytes() == data
+
+
+def test_a_plan_holds_what_resolve_learned_and_the_source_keeps_nothing(
+    cache: WeightCache, server: FileServer
+) -> None:
+    url = server.add("/model.bin", b"one" * 1000)
+    source = URLSource(url)
+    first = source.resolve()
+    server.add("/model.bin", b"two" * 1000)  # the server's file changes between two resolves
+    second = source.resolve()
+    assert first.version != second.version and first.info["etag"] != second.info["etag"]
+    assert vars(source) == vars(URLSource(url))  # neither resolve left anything in the source
+    entry = cache.ensure(source)
+    assert entry.version == second.version and entry.manifest.source_info == dict(second.info)
+
+
+def test_a_pinned_url_records_the_validators_it_was_fetched_with(
+    cache: WeightCache, server: FileServer
+) -> None:
+    data = b"pinned" * 1000
+    url = server.add("/pinned.bin", data, etag='"v1"')
+    entry = cache.ensure(f"{url}#sha256={sha(data)}")  # no resolve: the fetch's own answers are recorded
+    assert entry.manifest.source_info["etag"] == '"v1"'

@@ -30,11 +30,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         LockTimeoutError,
         ManifestError,
         SafetensorsFormatError,
+        SchemeTakenError,
         SizeMismatchError,
         SourceAuthError,
         SourceChangedError,
         SourceError,
         SourceNotFoundError,
+        SourcePluginError,
         SourceUnreachableError,
         StoreError,
         StoreFullError,
@@ -47,7 +49,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .gc import GcReport
     from .manifest import FileRecord, Manifest
     from .progress import ProgressEvent
-    from .providers.base import Source, Store
+    from .providers.base import Plan, Source, Store
     from .providers.hf import HFSource
     from .providers.image_dir import ImageDirSource
     from .providers.local_store import LocalStore
@@ -103,6 +105,10 @@ _LAZY = {
     "parse_source": ".registry",
     "register_source": ".registry",
     "VerifyReport": ".verify",
+    # The Source protocol's plan and the registry's errors, for sources written outside this package.
+    "Plan": ".providers.base",
+    "SchemeTakenError": ".errors",
+    "SourcePluginError": ".errors",
 }
 
 
@@ -142,14 +148,17 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "ModalVolumeStore",
+    "Plan",
     "ProgressEvent",
     "SafetensorsFormatError",
+    "SchemeTakenError",
     "SizeMismatchError",
     "Source",
     "SourceAuthError",
     "SourceChangedError",
     "SourceError",
     "SourceNotFoundError",
+    "SourcePluginError",
     "SourceStatus",
     "SourceUnreachableError",
     "Store",

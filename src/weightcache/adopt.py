@@ -227,7 +227,7 @@ def _publish(
     complete = missing is not None and not problems
     version = revision.sha if complete else revision.sha + PARTIAL_SUFFIX
     key = entry_key(source.slug, source.identity, version)
-    info = {**source.source_info(), "adopted_from": "a Hugging Face cache"}
+    info = {**source.plan(version).info, "adopted_from": "a Hugging Face cache"}
     reason = None if complete else _incomplete_reason(missing, problems)
     if reason is not None:
         info["incomplete"] = reason

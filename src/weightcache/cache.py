@@ -24,7 +24,7 @@ from .manifest import Manifest, newer_schema
 from .outdated import UpdateCheck, check_for_updates
 from .populate import populate, untrusted_import
 from .progress import ProgressCallback
-from .providers.base import Source, Store
+from .providers.base import Plan, Source, Store
 from .providers.local_store import LocalStore
 from .registry import SourceLike, parse_source
 from .transfer import ManifestSource
@@ -103,17 +103,17 @@ class WeightCache:
         superseded, as does one that probed a stale remembered version.
         """
         src = parse_source(source)
-        version, origin = self._version(src, refresh=refresh)
-        entry, seen = self._lookup(src, version, deep=repair, force=force)
+        plan, origin = self._version(src, refresh=refresh)
+        entry, seen = self._lookup(src, plan.version, deep=repair, force=force)
         if entry is None and origin == "ref":
             # The remembered version is not usable: a miss needs the source anyway, so ask it what is current.
-            stale = self._key(src, version)
-            version, origin = src.resolve(), "source"
-            if self._key(src, version) != stale:
+            stale = self._key(src, plan.version)
+            plan, origin = src.resolve(), "source"
+            if self._key(src, plan.version) != stale:
                 self.release(stale)
-            entry, seen = self._lookup(src, version, deep=repair, force=force)
+            entry, seen = self._lookup(src, plan.version, deep=repair, force=force)
         if entry is None:
-            entry = self._populate(src, version, seen=seen, reuse=not (force or repair), progress=progress)
+            entry = self._populate(src, plan, seen=seen, reuse=not (force or repair), progress=progress)
         self._superseded(src.uri, entry.key)
         if origin == "source" and src.offline_first:
             self._remember(src, entry)
@@ -142,7 +142,7 @@ class WeightCache:
         """What is cached for ``source``: resolved as ``ensure`` would (offline-first), nothing fetched."""
         src = parse_source(source)
         try:
-            version, origin = self._version(src, refresh=False)
+            plan, origin = self._version(src, refresh=False)
         except SourceUnreachableError:  # the store remembers no version, and the source cannot be asked
             return SourceStatus(
                 source=src.uri,
@@ -155,6 +155,7 @@ class WeightCache:
                 bytes=0,
                 problems=[],
             )
+        version = plan.version
         key = self._key(src, version)
         manifest = self.store.load_manifest(key)
         problems = (
@@ -261,14 +262,15 @@ class WeightCache:
         if previous is not None and not still_given:
             release(self.store.use_lock_path(previous))
 
-    def _version(self, src: Source, *, refresh: bool) -> tuple[str, VersionOrigin]:
+    def _version(self, src: Source, *, refresh: bool) -> tuple[Plan, VersionOrigin]:
+        """The plan for the version ``src`` names: pinned, else remembered (offline-first), else resolved."""
         pinned = src.pinned_version()
         if pinned is not None:
-            return pinned, "pinned"
+            return src.plan(pinned), "pinned"
         if src.offline_first and not refresh:
             ref = self.store.read_ref(src.uri)
             if ref is not None:
-                return ref.version, "ref"
+                return src.plan(ref.version), "ref"
         return src.resolve(), "source"
 
     def _key(self, src: Source, version: str) -> str:
@@ -323,13 +325,13 @@ class WeightCache:
     def _populate(
         self,
         src: Source,
-        version: str,
+        plan: Plan,
         *,
         seen: Manifest | None,
         reuse: bool,
         progress: ProgressCallback | None,
     ) -> Entry:
-        key = self._key(src, version)
+        key = self._key(src, plan.version)
         self.store.prepare_for_writes()
         with self.store.populate_lock(key, timeout=self.lock_timeout) as lock:
             current = self.store.load_manifest(key)
@@ -339,8 +341,8 @@ class WeightCache:
                 and not stat_problems(self.store.layout.files_dir(key), current)
             ):
                 return self._entry(current, hit=True)  # another process populated it while we waited
-            manifest = populate(self.store, src, version, key, lock, progress=progress, reuse=reuse)
-            self._write_ref(src, version, key)
+            manifest = populate(self.store, src, plan, key, lock, progress=progress, reuse=reuse)
+            self._write_ref(src, plan.version, key)
             self.store.persist()
         return self._entry(manifest, hit=False)
 

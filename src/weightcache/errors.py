@@ -167,3 +167,11 @@ class UnsafeStoreError(StoreError):
 
 class VolumeNotMountedError(StoreError, ValueError):
     """A Modal store's path is not on a mounted Volume in this container (a typo in the mount path)."""
+
+
+class SchemeTakenError(SourceError, ValueError):
+    """``register_source`` was asked for a scheme a source already handles, without ``clobber=True``."""
+
+
+class SourcePluginError(SourceError):
+    """A source another package registers (a ``weightcache.sources`` entry point) could not be loaded."""

@@ -48,7 +48,7 @@ def _check(ref: Ref) -> UpdateCheck | None:
         source = parse_source(ref.uri)
         if not source.offline_first or source.pinned_version() is not None:
             return None
-        latest = source.resolve()
+        latest = source.resolve().version
     except WeightCacheError as exc:
         return check.model_copy(update={"error": str(exc)})
     return check.model_copy(update={"latest_version": latest, "outdated": latest != ref.version})

@@ -14,7 +14,7 @@ from .fsutil import fsync_dir, fsync_tree_dirs, remove_tree, store_write_errors,
 from .layout import FILES_DIR_NAME, MANIFEST_NAME, StoreLayout, is_leftover_name
 from .manifest import Manifest, load_manifest, write_manifest
 from .progress import ProgressCallback
-from .providers.base import PopulateLock, Source, Store
+from .providers.base import Plan, PopulateLock, Source, Store
 from .resume import salvage
 from .staging import KnownFile, Staging
 
@@ -28,14 +28,14 @@ logger = logging.getLogger(__name__)
 def populate(
     store: Store,
     source: Source,
-    version: str,
+    plan: Plan,
     key: str,
     lock: PopulateLock,
     *,
     progress: ProgressCallback | None = None,
     reuse: bool = True,
 ) -> Manifest:
-    """Fetch ``version`` of ``source`` and publish it as entry ``key``; return its manifest.
+    """Fetch what ``plan`` names of ``source`` and publish it as entry ``key``; return its manifest.
 
     ``reuse`` lets the source take unchanged files from earlier entries (see
     :meth:`Staging.try_reuse`) without rehashing them; a repair must not, since the damage it
@@ -61,11 +61,11 @@ def populate(
         known_files=(lambda: reusable_files(layout, source.identity, key)) if reuse else None,
     )
     started = time.perf_counter()
-    logger.info("populating %s from %s (version %s)", key, source.uri, version)
+    logger.info("populating %s from %s (version %s)", key, source.uri, plan.version)
     try:
         with store_write_errors(store.describe(), needed_bytes=lambda: staging.planned_bytes):
             staging.files_dir.mkdir(parents=True, exist_ok=True)
-            source.fetch(version, staging)
+            fetched = source.fetch(plan, staging)
             staging.discard_resume_data()
             records = staging.records()
             if not records:
@@ -73,10 +73,10 @@ def populate(
             manifest = Manifest.build(
                 key=key,
                 source=source.identity,
-                version=version,
+                version=plan.version,
                 files=records,
                 populate_seconds=time.perf_counter() - started,
-                source_info=source.source_info(),
+                source_info={**plan.info, **(fetched or {})},
             )
             lock.check()
             publish(layout, staging.directory, manifest)

@@ -14,7 +14,7 @@ from .entry import IMPORT_TRUSTED, IMPORTED_FROM
 from .errors import ChecksumMismatchError, IntegrityError, ManifestError
 from .layout import entry_key
 from .manifest import Manifest
-from .providers.base import Source
+from .providers.base import Plan, Source
 from .staging import Staging
 
 #: A stream of files: (path relative to the entry, chunks of its content), in any order.
@@ -72,12 +72,12 @@ class ManifestSource(Source):
         """The manifest's version: a copy is always of one exact version."""
         return self.manifest.version
 
-    def resolve(self) -> str:
-        """The manifest's version."""
-        return self.manifest.version
+    def resolve(self) -> Plan:
+        """The manifest's version (nothing is asked)."""
+        return self.plan(self.manifest.version)
 
-    def source_info(self) -> dict[str, str]:
-        """What the original source recorded, and for an import where it came from.
+    def plan(self, version: str) -> Plan:
+        """``version``, with what the original source recorded and, for an import, where it came from.
 
         An import replaces any import marks the archive's manifest carries: only this import says
         what it is. A plain copy (a pull) keeps them, so a copy of an import stays one.
@@ -86,9 +86,9 @@ class ManifestSource(Source):
         if self._imported:
             info[IMPORTED_FROM] = self._origin
             info[IMPORT_TRUSTED] = "yes" if self._trusted else "no"
-        return info
+        return Plan(version, info)
 
-    def fetch(self, version: str, staging: Staging) -> None:
+    def fetch(self, plan: Plan, staging: Staging) -> None:
         """Write every file from the stream into staging, checking each against the manifest."""
         expected = {record.path: record for record in self.manifest.files}
         staging.plan({record.path: record.size for record in self.manifest.files})

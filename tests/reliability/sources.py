@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weightcache import ImageDirSource, Source
+from weightcache.providers.base import Plan
 from weightcache.providers.hf import HFSource
 from weightcache.providers.url import URLSource
 from weightcache.registry import SourceLike, register_source
@@ -68,14 +69,14 @@ class StreamSource(Source):
             for path in files
         }
 
-    def resolve(self) -> str:
+    def resolve(self) -> Plan:
         """A hash of every name and content hash: the "commit" this repository is at."""
-        return "rev-" + _sha256(repr(sorted(self._listing().items())).encode())[:20]
+        return Plan("rev-" + _sha256(repr(sorted(self._listing().items())).encode())[:20])
 
-    def fetch(self, version: str, staging: Staging) -> None:
+    def fetch(self, plan: Plan, staging: Staging) -> None:
         """Reuse unchanged files, stream half of the rest in chunks, adopt the other half."""
         listing = self._listing()
-        assert self.resolve() == version, "the served repository changed under the test"
+        assert self.resolve() == plan, "the served repository changed under the test"
         staging.plan({name: size for name, (size, _sha) in listing.items()})
         for index, (name, (size, sha256)) in enumerate(listing.items()):
             if staging.try_reuse(name, sha256=sha256, size=size) is not None:

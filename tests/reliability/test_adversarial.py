@@ -131,7 +131,7 @@ def test_b03_an_imported_entry_is_checked_against_its_source_before_use(
     with FakeHub() as hub:
         hub.add_repo("acme/tiny", WEIGHTS)
         source = HFSource("acme/tiny", endpoint=hub.url)
-        commit = source.resolve()
+        commit = source.resolve().version
         manifest = _manifest_for(source.identity, source.slug, commit, evil, import_trusted="yes")
         archive = _archive(tmp_path / "evil.tar", manifest, evil)
         with open_archive(str(archive)) as stream:
@@ -169,7 +169,7 @@ def test_b03_import_trust_serves_the_archive_as_is(cache: WeightCache, tmp_path:
     with FakeHub() as hub:
         hub.add_repo("acme/tiny", WEIGHTS)
         source = HFSource("acme/tiny", endpoint=hub.url)
-        manifest = _manifest_for(source.identity, source.slug, source.resolve(), evil)
+        manifest = _manifest_for(source.identity, source.slug, source.resolve().version, evil)
         with open_archive(str(_archive(tmp_path / "mine.tar", manifest, evil))) as stream:
             import_archive(cache, stream, name="mine.tar", trust=True)
         served = cache.ensure(source)

@@ -71,7 +71,7 @@ class Scenario:
         source = self.kind.serve(name, files)
         self.sources[name] = source
         parsed = parse_source(source)
-        version = parsed.pinned_version() or parsed.resolve()
+        version = parsed.pinned_version() or parsed.resolve().version
         self.expected[version] = {path: blake3.blake3(data).hexdigest() for path, data in files.items()}
 
     def cache(self) -> WeightCache:

@@ -20,6 +20,7 @@ from weightcache import (
 )
 from weightcache.fsutil import safe_relpath
 from weightcache.hashing import hash_file
+from weightcache.providers.base import Plan
 from weightcache.providers.hf import HFSource
 from weightcache.testing import FakeHub
 
@@ -160,10 +161,10 @@ class _NamingSource(Source):
     def slug(self) -> str:
         return "naming"
 
-    def resolve(self) -> str:
-        return "v1"
+    def resolve(self) -> Plan:
+        return Plan("v1")
 
-    def fetch(self, version: str, staging) -> None:  # type: ignore[no-untyped-def]
+    def fetch(self, plan: Plan, staging) -> None:  # type: ignore[no-untyped-def]
         staging.write_stream(self.name, [b"payload"], size=7)
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import ClassVar, Protocol
 
-from ..errors import StoreNotWritableError
+from ..errors import InvalidSourceError, StoreNotWritableError
 from ..fsutil import not_writable_error, store_write_errors
 from ..hashing import iter_file_chunks
 from ..layout import StoreLayout
@@ -20,12 +21,33 @@ from ..refs import Ref, all_refs, read_ref, write_ref
 from ..staging import Staging
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What :meth:`Source.resolve` found: all that :meth:`Source.fetch` needs, and nothing kept elsewhere.
+
+    ``version`` is the exact version the entry will hold. ``info`` is recorded in the manifest's
+    ``source_info`` (never secrets). ``detail`` belongs to the source and the cache never reads
+    it: what resolving learned that fetching can use, such as the HTTP validators a URL source
+    probed, so that a cold ``ensure()`` does not ask twice.
+    """
+
+    version: str
+    info: Mapping[str, str] = field(default_factory=dict)
+    detail: object = None
+
+    def __post_init__(self) -> None:
+        # A read-only copy: a plan is a value, not a channel between resolve() and fetch().
+        object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
+
+
 class Source(ABC):
     """Where the bytes of an entry come from.
 
     A source names *what* is wanted (:attr:`uri`), finds out which exact version that is
-    (:meth:`resolve`), and writes that version's files into a :class:`Staging` area
-    (:meth:`fetch`). It never writes into the store itself.
+    (:meth:`resolve`, which returns a :class:`Plan`), and writes what the plan names into a
+    :class:`Staging` area (:meth:`fetch`). It keeps no state between the two, and never writes
+    into the store itself. A source that a URI can name implements :meth:`from_uri`, and
+    registers its scheme (see :mod:`weightcache.registry`).
     """
 
     #: URI scheme handled by this source (``dir``, ``hf``, ``https``...).
@@ -34,6 +56,11 @@ class Source(ABC):
     #: Remote sources are offline-first: once an entry exists, the version a URI resolved to
     #: is remembered in the store and a warm ``ensure()`` asks the source nothing.
     offline_first: ClassVar[bool] = False
+
+    @classmethod
+    def from_uri(cls, uri: str) -> Source:
+        """Build the source a ``scheme://...`` URI names (what the registry calls)."""
+        raise InvalidSourceError(f"{cls.__name__} cannot be named by a URI such as {uri!r}; pass the object")
 
     @property
     @abstractmethod
@@ -55,16 +82,20 @@ class Source(ABC):
         return None
 
     @abstractmethod
-    def resolve(self) -> str:
+    def resolve(self) -> Plan:
         """Ask the source which version the request names now (may touch disk or network)."""
 
-    @abstractmethod
-    def fetch(self, version: str, staging: Staging) -> None:
-        """Write every file of ``version`` into ``staging`` (through its methods, which hash)."""
+    def plan(self, version: str) -> Plan:
+        """The plan for a version already known (pinned, or remembered by the store), asking nothing."""
+        return Plan(version)
 
-    def source_info(self) -> dict[str, str]:
-        """Extra facts worth recording in the manifest (never secrets)."""
-        return {}
+    @abstractmethod
+    def fetch(self, plan: Plan, staging: Staging) -> Mapping[str, str] | None:
+        """Write every file of ``plan.version`` into ``staging`` (through its methods, which hash).
+
+        Returns facts learned while fetching (never secrets), recorded in the manifest's
+        ``source_info`` beside ``plan.info``; or ``None``.
+        """
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r})"

@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote
 from ..constants import hf_endpoint, hub_timeouts
 from ..errors import InvalidSourceError
 from ..staging import Staging
-from .base import Source
+from .base import Plan, Source
 
 if TYPE_CHECKING:
     from .hf_client import HubClient
@@ -79,7 +79,6 @@ class HFSource(Source):
         self._endpoint = endpoint or hf_endpoint()
         self._timeouts = (timeout, deadline)
         self._connections = connections
-        self._transfers: set[str] = set()
 
     @classmethod
     def from_uri(cls, uri: str) -> HFSource:
@@ -106,28 +105,24 @@ class HFSource(Source):
         """The commit sha, when the revision is one (then no request is needed to resolve it)."""
         return self.revision if _COMMIT_SHA.match(self.revision) else None
 
-    def resolve(self) -> str:
+    def resolve(self) -> Plan:
         """Ask the Hub which commit the branch or tag points at now (one request)."""
-        return self._client().resolve()
+        return self.plan(self._client().resolve())
 
-    def fetch(self, version: str, staging: Staging) -> None:
-        """Download the selected files of commit ``version`` in parallel; check them against the Hub."""
-        client = self._client()
-        try:
-            client.fetch(version, staging)
-        finally:
-            self._transfers = client.transfers
-
-    def source_info(self) -> dict[str, str]:
-        """The repository, its type, the revision asked for (the version is the commit), how files came.
-
-        ``transfer`` names the paths the last fetch took: ``ranges`` (parallel byte ranges from
-        the CDN), ``xet`` (hf_xet), ``hub`` (huggingface_hub, for files kept in git).
-        """
+    def plan(self, version: str) -> Plan:
+        """Commit ``version``, with the repository, its type and the revision asked for as its info."""
         info = {"repo_id": self.repo_id, "repo_type": self.repo_type, "requested_revision": self.revision}
-        if self._transfers:
-            info["transfer"] = "+".join(sorted(self._transfers))
-        return info
+        return Plan(version, info)
+
+    def fetch(self, plan: Plan, staging: Staging) -> dict[str, str]:
+        """Download the selected files of commit ``plan.version`` in parallel; check them against the Hub.
+
+        Returns ``transfer``: the paths the files took, ``ranges`` (parallel byte ranges from the
+        CDN), ``xet`` (hf_xet), ``hub`` (huggingface_hub, for files kept in git).
+        """
+        client = self._client()
+        client.fetch(plan.version, staging)
+        return {"transfer": "+".join(sorted(client.transfers))} if client.transfers else {}
 
     def _client(self) -> HubClient:
         # huggingface_hub takes ~0.3 s to import, and a warm ensure() never talks to the Hub.

@@ -26,7 +26,7 @@ from ..fsutil import check_utf8
 from ..layout import STORE_META_NAME, short_hash
 from ..parallel import run_parallel
 from ..staging import Staging
-from .base import Source
+from .base import Plan, Source
 
 
 @dataclass(frozen=True)
@@ -67,14 +67,14 @@ class ImageDirSource(Source):
         """The directory's (or file's) name."""
         return self.path.name
 
-    def resolve(self) -> str:
+    def resolve(self) -> Plan:
         """Fingerprint the files' names, sizes and mtimes (no content is read)."""
-        return _fingerprint(self._scan())
+        return Plan(_fingerprint(self._scan()))
 
-    def fetch(self, version: str, staging: Staging) -> None:
+    def fetch(self, plan: Plan, staging: Staging) -> None:
         """Copy every file into staging in parallel, hashing as it copies."""
         files = self._scan()
-        if _fingerprint(files) != version:
+        if _fingerprint(files) != plan.version:
             raise SourceChangedError(
                 f"{self.path} changed since it was examined; run again once it is stable"
             )
@@ -83,7 +83,7 @@ class ImageDirSource(Source):
             [partial(staging.copy_file, Path(item.path), item.relpath, size=item.size) for item in files],
             threads=IO_THREADS,
         )
-        if _fingerprint(self._scan()) != version:
+        if _fingerprint(self._scan()) != plan.version:
             raise SourceChangedError(
                 f"{self.path} changed while it was being copied; run again once it is stable"
             )

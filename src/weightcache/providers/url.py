@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from posixpath import basename
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote, urlsplit
 
 from ..constants import HTTP_RETRIES, HTTP_STALL_SECONDS, HTTP_TIMEOUT_SECONDS
@@ -34,7 +35,7 @@ from ..layout import short_hash
 from ..parallel import run_parallel
 from ..redaction import is_signing_parameter, redact_url, secret_digest, split_userinfo
 from ..staging import Staging
-from .base import Source
+from .base import Plan, Source
 
 if TYPE_CHECKING:
     from ..download import HTTPDownloader, Probe
@@ -138,8 +139,6 @@ class URLSource(Source):
             "stall_timeout": stall_timeout,
             "retries": retries,
         }
-        #: What the last resolve() or fetch() learned about each file.
-        self._probes: dict[str, Probe] = {}
 
     @classmethod
     def from_uri(cls, uri: str) -> URLSource:
@@ -173,20 +172,25 @@ class URLSource(Source):
             return f"sha256-{hashes[0]}"
         return "sha256-" + short_hash("\n".join(f"{file.name} {file.sha256}" for file in self._files), 32)
 
-    def resolve(self) -> str:
-        """Ask the server(s) for each file's ETag (else size and Last-Modified), one small request each."""
-        with self._downloader() as downloader:
-            self._probes = self._probe_all(downloader)
-        return _version(self._files, self._probes)
+    def resolve(self) -> Plan:
+        """Ask the server(s) for each file's ETag (else size and Last-Modified), one small request each.
 
-    def fetch(self, version: str, staging: Staging) -> None:
-        """Download every file into ``staging``, checking sizes, hashes, and that nothing changed."""
+        The plan carries those answers, so the fetch that follows a cold ``ensure()`` does not
+        ask again (the ETag of every download response is still compared with them).
+        """
         with self._downloader() as downloader:
-            # A cold ensure() resolves just before it fetches: reuse those answers (the ETag of
-            # every download response is still compared with them).
-            resolved = self._probes and _version(self._files, self._probes) == version
-            probes = self._probes if resolved else self._probe_all(downloader)
-            if self.pinned_version() is None and _version(self._files, probes) != version:
+            probes = self._probe_all(downloader)
+        return Plan(_version(self._files, probes), self._info(probes), MappingProxyType(probes))
+
+    def fetch(self, plan: Plan, staging: Staging) -> dict[str, str]:
+        """Download every file into ``staging``, checking sizes, hashes, and that nothing changed.
+
+        Returns the ETag and Last-Modified each file was fetched with (keys end in ``:NAME`` if several).
+        """
+        with self._downloader() as downloader:
+            probed = self._probed(plan)
+            probes = cast("Mapping[str, Probe]", plan.detail) if probed else self._probe_all(downloader)
+            if self.pinned_version() is None and _version(self._files, probes) != plan.version:
                 raise SourceChangedError(f"{self.uri} changed on the server since it was examined; run again")
             staging.plan({file.name: probes[file.name].size for file in self._files})
             jobs = []
@@ -197,12 +201,15 @@ class URLSource(Source):
                     continue
                 jobs.append(FileJob(file.url, file.label, file.name, probe, file.sha256))
             downloader.download_all(jobs, staging)
-        self._probes = probes
+        return self._info(probes)
 
-    def source_info(self) -> dict[str, str]:
-        """The ETag and Last-Modified each file was fetched with (keys end in ``:NAME`` if several)."""
+    def _probed(self, plan: Plan) -> bool:
+        """Whether ``plan`` carries an answer for each of this source's files (it came from ``resolve``)."""
+        return isinstance(plan.detail, Mapping) and set(plan.detail) == {file.name for file in self._files}
+
+    def _info(self, probes: Mapping[str, Probe]) -> dict[str, str]:
         info = {}
-        for name, probe in self._probes.items():
+        for name, probe in probes.items():
             suffix = "" if len(self._files) == 1 else f":{name}"
             for key, value in (("etag", probe.etag), ("last_modified", probe.last_modified)):
                 if value:
@@ -333,6 +340,6 @@ def _default_name(url: str) -> str:
     return name
 
 
-def _version(files: list[_RemoteFile], probes: dict[str, Probe]) -> str:
+def _version(files: list[_RemoteFile], probes: Mapping[str, Probe]) -> str:
     """The version of unpinned files: a digest of their validators (ETag, else size and Last-Modified)."""
     return "http-" + short_hash("\n".join(f"{file.name} {probes[file.name].validator}" for file in files), 24)
