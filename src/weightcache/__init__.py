@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from ._core.gc import GcReport
     from ._core.registry import parse_source, register_source
     from ._core.verify import VerifyReport
+    from ._hf_cache.adopt import AdoptReport, adopt_hf_cache
     from .cache import SourceStatus, WeightCache
     from .entry import Entry
     from .errors import (
@@ -109,6 +110,9 @@ _LAZY = {
     "Plan": ".providers.base",
     "SchemeTakenError": ".errors",
     "SourcePluginError": ".errors",
+    # An existing Hugging Face cache made entries (`weightcache adopt-hf-cache`).
+    "AdoptReport": "._hf_cache.adopt",
+    "adopt_hf_cache": "._hf_cache.adopt",
 }
 
 
@@ -128,6 +132,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AdoptReport",
     "ChecksumMismatchError",
     "CommitError",
     "EmptySourceError",
@@ -173,6 +178,7 @@ __all__ = [
     "WeightCacheError",
     "WeightFileNotFoundError",
     "__version__",
+    "adopt_hf_cache",
     "parse_source",
     "register_source",
 ]
