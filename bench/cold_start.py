@@ -67,8 +67,8 @@ def meta_model(paths: list[Path]):
     """A module whose parameters have the files' names, shapes and dtypes, built on the meta device."""
     import torch
 
-    from weightcache.safetensors_format import read_layout
-    from weightcache.tensor_io import torch_dtype, torch_shape
+    from weightcache._loading.safetensors_format import read_layout
+    from weightcache._loading.tensor_io import torch_dtype, torch_shape
 
     root = torch.nn.Module()
     with torch.device("meta"):

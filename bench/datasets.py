@@ -1,6 +1,6 @@
 """Test data shared by the cases, built once per run under one data directory and removed with it.
 
-Nothing is downloaded: models are :mod:`weightcache.synthetic` safetensors files, file sets are
+Nothing is downloaded: models are :mod:`weightcache._core.synthetic` safetensors files, file sets are
 random bytes, and the peers' caches are laid out locally from the same files.
 """
 
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weightcache import Entry, LocalStore, WeightCache
-from weightcache.constants import CHUNK_BYTES
-from weightcache.hashing import hash_file
-from weightcache.providers.hf import HFSource
-from weightcache.synthetic import make_synthetic_model
+from weightcache._core.constants import CHUNK_BYTES
+from weightcache._core.synthetic import make_synthetic_model
+from weightcache._transport.hashing import hash_file
+from weightcache.providers.sources.hf import HFSource
 
 from .hf_cache import build_hf_cache
 from .servers import hub_serving

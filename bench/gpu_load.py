@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 import weightcache
+from weightcache._core.synthetic import write_safetensors
+from weightcache._loading.safetensors_format import read_layout
 from weightcache.prefetch import prefetch
-from weightcache.safetensors_format import read_layout
-from weightcache.synthetic import write_safetensors
 
 from .gpu_loaders import LOADERS
 from .pagecache import evict
@@ -65,7 +65,7 @@ def raw_read_seconds(paths: list[str], pinned: bool, threads: int = 16, chunk: i
 
     import torch
 
-    from weightcache.tensor_io import host_memory
+    from weightcache._loading.tensor_io import host_memory
 
     local = threading.local()
 

@@ -25,7 +25,7 @@ Load = Callable[[], "bool | None"]
 def _weightcache(container: FakeVolumeContainer, *, with_dict: bool) -> Load:
     # Import the Hub client during setup, as the Modal-examples pattern imports snapshot_download:
     # on Modal each container imports on its own CPUs; here eight processes would share two.
-    import weightcache.providers.hf_client  # noqa: F401
+    import weightcache.providers.sources._hf_client  # noqa: F401
 
     # The lease Dict lives beside the Volume's directory, so each herd starts with an empty one.
     leases = FakeModalDict(container.mount_path.parent.parent / "leases.dict") if with_dict else None

@@ -25,9 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from weightcache.prefetch import PrefetchHandle, prefetch_in_background
-from weightcache.safetensors_format import read_layout
-from weightcache.targets import Targets
+from weightcache.prefetch import PrefetchHandle, Targets, prefetch_in_background
 
 if TYPE_CHECKING:
     import torch
@@ -171,6 +169,8 @@ def _empty_diffusers_model(model_class: type[Model], folder: Path, dtype: torch.
 
 def _assignment_reason(model: Any, files: list[Path]) -> str | None:
     """Why the checkpoint's tensors cannot be assigned to ``model`` as they are, or ``None``."""
+    from weightcache.torch import read_layout
+
     if any(getattr(module, "_from_deprecated_attn_block", False) for module in model.modules()):
         return "it has attention blocks whose keys diffusers renames on load"
     expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}

@@ -14,8 +14,8 @@ import pytest
 from huggingface_hub import snapshot_download
 
 from weightcache import LocalStore, WeightCache
-from weightcache.adopt import adopt_hf_cache
-from weightcache.hf_cache_view import git_blob_id
+from weightcache._hf_cache.adopt import adopt_hf_cache
+from weightcache._hf_cache.view import git_blob_id
 from weightcache.testing import FakeHub
 
 FILES = {
@@ -144,7 +144,7 @@ def test_without_a_listing_completeness_is_unknown(cache: WeightCache, hub: Fake
 def test_move_leaves_the_cache_readable_through_symlinks(
     tmp_path: Path, hub: FakeHub, hf_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from weightcache import adopt_files
+    from weightcache._hf_cache import adopt_files
 
     monkeypatch.setattr(adopt_files.os, "link", no_hardlinks)
     cache = WeightCache(LocalStore(tmp_path / "store"))
@@ -182,8 +182,8 @@ def test_cli_exits_1_when_a_file_is_damaged(cli, hub: FakeHub, hf_cache: Path, s
 def test_cli_modal_volume_uploads_the_adopted_entries(
     cli, hub: FakeHub, hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from weightcache import remote_volume
-    from weightcache.remote_volume import RemoteVolumeStore
+    from weightcache.providers.stores import remote_volume
+    from weightcache.providers.stores.remote_volume import RemoteVolumeStore
     from weightcache.testing import FakeModalVolume
 
     volume = FakeModalVolume(tmp_path / "volume", name="weights")
@@ -222,7 +222,7 @@ def test_a_move_killed_before_publishing_is_put_back_by_the_next_adopt(
     assert killed.returncode == 9, killed.stderr
     assert not (snapshot(hf_cache) / "model.safetensors").exists()  # moved into staging, then killed
 
-    from weightcache import adopt_files
+    from weightcache._hf_cache import adopt_files
 
     monkeypatch.setattr(adopt_files.os, "link", no_hardlinks)
     cache = WeightCache(LocalStore(store))
@@ -239,8 +239,9 @@ def no_hardlinks(src: object, dst: object) -> None:
 
 KILLED_MOVE = """
 import os, sys
-from weightcache import LocalStore, adopt, adopt_files
-from weightcache.adopt import adopt_hf_cache
+from weightcache import LocalStore
+from weightcache._hf_cache import adopt, adopt_files
+from weightcache._hf_cache.adopt import adopt_hf_cache
 
 def no_hardlinks(src, dst):
     raise OSError(1, "Operation not permitted")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from weightcache import ChecksumMismatchError, IntegrityError, ManifestError, WeightCache
-from weightcache.archive import export_entry, import_archive
+from weightcache._core.archive import export_entry, import_archive
 
 
 @pytest.fixture

@@ -188,7 +188,7 @@ def test_every_error_is_a_weightcache_error() -> None:
     ],
 )
 def test_manifest_path_rule_matches_safe_relpath(name: str) -> None:
-    from weightcache.fsutil import safe_relpath
+    from weightcache._transport.fsutil import safe_relpath
     from weightcache.manifest import RELPATH_PATTERN
 
     try:

@@ -11,9 +11,9 @@ import pytest
 from rich.console import Console
 
 from weightcache import WeightCache, __version__
+from weightcache._core.linking import LINK_MODES
 from weightcache.cli.listing import print_entries, shorten_middle
 from weightcache.cli.progress import RichProgress
-from weightcache.linking import LINK_MODES
 from weightcache.progress import ProgressEvent
 
 

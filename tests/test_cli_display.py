@@ -14,8 +14,8 @@ import pytest
 from rich.console import Console
 
 from weightcache import WeightCache
+from weightcache._core.display import human_bytes, plural, safe_display
 from weightcache.cli.listing import print_entries
-from weightcache.display import human_bytes, plural, safe_display
 
 # An OSC that retitles the terminal, and a CSI that clears the screen.
 HOSTILE = "evil\x1b]0;owned\x07\x1b[2J.bin"

@@ -48,7 +48,13 @@ def test_help_lists_every_registered_command(cli) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["weightcache.demo", "weightcache.testing", "weightcache.archive", "weightcache.adopt"]
+    "module",
+    [
+        "weightcache.cli.demo",
+        "weightcache.testing",
+        "weightcache._core.archive",
+        "weightcache._hf_cache.adopt",
+    ],
 )
 def test_the_cli_imports_a_commands_machinery_only_when_that_command_runs(module: str) -> None:
     code = f"import sys, weightcache.cli; print({module!r} in sys.modules)"

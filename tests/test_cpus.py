@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from weightcache.cpus import ThreadBudget, cgroup_cpu_quota, default_read_threads, usable_cpus
+from weightcache._transport.cpus import ThreadBudget, cgroup_cpu_quota, default_read_threads, usable_cpus
 
 
 def cgroup_v2(tmp_path: Path, own: str, limits: dict[str, str]) -> tuple[Path, Path]:

@@ -18,9 +18,9 @@ from weightcache import (
     WeightCache,
     parse_source,
     register_source,
-    registry,
 )
-from weightcache.staging import Staging
+from weightcache._core import registry
+from weightcache._core.staging import Staging
 
 
 class MemorySource(Source):

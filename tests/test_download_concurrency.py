@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from weightcache import InvalidSourceError, SourceChangedError, WeightCache
-from weightcache.constants import ENV_CONNECTIONS, HTTP_MIN_PART_BYTES
-from weightcache.http_parts import part_bytes_for, split
-from weightcache.providers.url import URLSource
+from weightcache._core.constants import ENV_CONNECTIONS, HTTP_MIN_PART_BYTES
+from weightcache._transport.http_parts import part_bytes_for, split
+from weightcache.providers.sources.url import URLSource
 from weightcache.testing import FileServer
 
 MIB = 1024 * 1024
@@ -114,9 +114,9 @@ def test_part_sizes_follow_the_download() -> None:
 def test_a_range_of_a_file_changed_since_its_probe_is_refused(server: FileServer, tmp_path: Path) -> None:
     # The range requests of an unpinned file carry If-Range: a server whose file changed sends it
     # whole (200), and the download stops instead of mixing two versions.
-    from weightcache.download import HTTPDownloader, Probe
-    from weightcache.http_parts import FileJob
-    from weightcache.staging import Staging
+    from weightcache._core.staging import Staging
+    from weightcache._transport.download import HTTPDownloader, Probe
+    from weightcache._transport.http_parts import FileJob
 
     url = server.add("/a.bin", b"x" * 100, etag=False)
     stale = Probe(size=100, ranges=True, etag=None, last_modified="Mon, 01 Jan 2024 00:00:00 GMT")

@@ -19,7 +19,7 @@ MIB = 1024 * 1024
 CHILD = r"""
 import sys
 from weightcache import WeightCache
-from weightcache.providers.url import URLSource
+from weightcache.providers.sources.url import URLSource
 WeightCache(sys.argv[1]).ensure(URLSource(sys.argv[2], connections=32))
 peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(int(peak.split()[1]) * 1024)

@@ -11,7 +11,7 @@ import blake3
 import pytest
 
 from weightcache import Entry, ImageDirSource, LocalStore, Manifest, WeightCache
-from weightcache.constants import ENV_HOME
+from weightcache._core.constants import ENV_HOME
 
 
 def test_cold_then_warm(cache: WeightCache, make_image_dir) -> None:
@@ -185,8 +185,8 @@ def test_warm_path_hashes_nothing(
 
     for name in (
         "weightcache.providers.base.iter_file_chunks",  # how a store opens a file for verify
-        "weightcache.staging._regular_file_chunks",
-        "weightcache.staging.hash_file",
+        "weightcache._core.staging._regular_file_chunks",
+        "weightcache._core.staging.hash_file",
     ):
         monkeypatch.setattr(name, forbidden)
     assert cache.ensure(source).hit

@@ -14,7 +14,7 @@ import pytest
 
 from weightcache import EntryNotFoundError, WeightCache
 from weightcache.errors import EntryFileNotFoundError, InvalidArgumentError, LeaseLostError
-from weightcache.providers.local_store import LeaseLock
+from weightcache.providers.stores.local_store import LeaseLock
 
 NOBODY = 65534
 

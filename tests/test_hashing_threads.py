@@ -7,8 +7,8 @@ from pathlib import Path
 
 import blake3
 
-from weightcache.hashing import blake3_threads, hash_file
-from weightcache.parallel import run_parallel
+from weightcache._transport.hashing import blake3_threads, hash_file
+from weightcache._transport.parallel import run_parallel
 
 
 def test_a_file_alone_gets_blake3s_pool_and_files_together_share_the_cpus() -> None:

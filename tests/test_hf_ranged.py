@@ -8,7 +8,7 @@ import random
 import pytest
 
 from weightcache import ChecksumMismatchError, HFSource, WeightCache
-from weightcache.constants import HTTP_MIN_PART_BYTES
+from weightcache._core.constants import HTTP_MIN_PART_BYTES
 from weightcache.testing import FakeHub
 
 MIB = 1024 * 1024

@@ -20,7 +20,7 @@ from weightcache import (
     WeightCache,
 )
 from weightcache.progress import ProgressEvent
-from weightcache.providers.hf import HFSource
+from weightcache.providers.sources.hf import HFSource
 from weightcache.testing import FakeHub
 
 WEIGHTS = os.urandom(400_000)

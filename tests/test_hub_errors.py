@@ -8,7 +8,7 @@ import os
 import pytest
 
 from weightcache import HFSource, SizeMismatchError, StoreFullError, WeightCache
-from weightcache.providers import hf_client
+from weightcache.providers.sources import _hf_client as hf_client
 from weightcache.testing import FakeHub
 
 WEIGHTS = os.urandom(100_000)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from weightcache import LocalStore, ManifestError, WeightCache
+from weightcache._core.manifest_memo import read_validated
 from weightcache.manifest import read_manifest
-from weightcache.manifest_memo import read_validated
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import modal
 import modal.exception
 import pytest
 
-from weightcache import ModalVolumeStore, WeightCache, remote_volume
+from weightcache import ModalVolumeStore, WeightCache
+from weightcache.providers.stores import remote_volume
 from weightcache.testing import FakeModalVolume
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from weightcache import ModalVolumeStore
 from weightcache.errors import VolumeNotMountedError
-from weightcache.providers._modal_mounts import check_volume_mounted, enclosing_mount, mount_points
+from weightcache.providers.stores._modal_mounts import check_volume_mounted, enclosing_mount, mount_points
 from weightcache.testing import FakeModalVolume
 
 MOUNTINFO = """\

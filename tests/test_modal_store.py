@@ -19,9 +19,9 @@ from weightcache import (
     SourceError,
     WeightCache,
 )
+from weightcache._core.staging import Staging
 from weightcache.providers.base import Plan
-from weightcache.providers.modal_lease import DictLease
-from weightcache.staging import Staging
+from weightcache.providers.stores._modal_lease import DictLease
 from weightcache.testing import FakeModalDict, FakeModalVolume, FakeVolumeContainer
 
 FAST = LeaseSettings(lease_seconds=2.0, heartbeat_seconds=0.2, poll_seconds=0.05)

@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from weightcache import parallel
-from weightcache.parallel import run_parallel
+from weightcache._transport import parallel
+from weightcache._transport.parallel import run_parallel
 
 
 def test_first_error_cancels_tasks_not_started(monkeypatch: pytest.MonkeyPatch) -> None:

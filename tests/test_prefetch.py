@@ -11,8 +11,8 @@ import pytest
 
 from bench.pagecache import drop_file
 from weightcache import WeightCache, WeightFileNotFoundError
-from weightcache.constants import CHUNK_BYTES
-from weightcache.cpus import READ_BUDGET
+from weightcache._core.constants import CHUNK_BYTES
+from weightcache._transport.cpus import READ_BUDGET
 from weightcache.prefetch import prefetch, prefetch_in_background
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from weightcache import SourceError, WeightCache
-from weightcache.providers.hf import HFSource
-from weightcache.providers.url import URLSource
+from weightcache.providers.sources.hf import HFSource
+from weightcache.providers.sources.url import URLSource
 from weightcache.testing import FakeHub, FileServer
 
 URL_SECRETS = ("pa55word", "TOKSECRET", "SIGSECRET", "HDRSECRET")

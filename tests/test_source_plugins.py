@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from weightcache import SourcePluginError, UnknownSchemeError, WeightCache, registry
+from weightcache import SourcePluginError, UnknownSchemeError, WeightCache
+from weightcache._core import registry
 
 THIRD_PARTY = Path(__file__).parent / "third_party"
 

@@ -12,8 +12,8 @@ import blake3
 import pytest
 
 from weightcache import ChecksumMismatchError, SizeMismatchError
+from weightcache._core.staging import Staging
 from weightcache.progress import ProgressEvent
-from weightcache.staging import Staging
 
 
 def _staging(tmp_path: Path, events: list[ProgressEvent] | None = None) -> Staging:

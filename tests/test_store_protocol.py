@@ -18,7 +18,7 @@ import pytest
 from weightcache import LocalStore, ModalVolumeStore, WeightCache
 from weightcache.errors import StoreNotWritableError
 from weightcache.providers.base import Store
-from weightcache.remote_volume import RemoteVolumeStore
+from weightcache.providers.stores.remote_volume import RemoteVolumeStore
 from weightcache.testing import FakeModalVolume
 
 

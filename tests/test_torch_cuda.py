@@ -9,9 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
-from weightcache.device_copy import StagedLoad, Transfer  # noqa: E402
-from weightcache.safetensors_format import read_layout  # noqa: E402
-from weightcache.synthetic import make_synthetic_model, write_safetensors  # noqa: E402
+from weightcache._core.synthetic import make_synthetic_model, write_safetensors  # noqa: E402
+from weightcache._loading.device_copy import StagedLoad, Transfer  # noqa: E402
+from weightcache._loading.safetensors_format import read_layout  # noqa: E402
 from weightcache.torch import load_safetensors  # noqa: E402
 
 from .test_torch_load import TORCH_DTYPES, assert_same  # noqa: E402

@@ -26,12 +26,12 @@ from weightcache import (  # noqa: E402
     SafetensorsFormatError,
     WeightCache,
     WeightFileNotFoundError,
-    device_copy,
 )
-from weightcache.device_copy import StagedLoad, Transfer  # noqa: E402
-from weightcache.pinned_pool import HostStaging  # noqa: E402
-from weightcache.safetensors_format import plan_chunks, read_layout  # noqa: E402
-from weightcache.synthetic import make_synthetic_model, write_safetensors  # noqa: E402
+from weightcache._core.synthetic import make_synthetic_model, write_safetensors  # noqa: E402
+from weightcache._loading import device_copy  # noqa: E402
+from weightcache._loading.device_copy import StagedLoad, Transfer  # noqa: E402
+from weightcache._loading.pinned_pool import HostStaging  # noqa: E402
+from weightcache._loading.safetensors_format import plan_chunks, read_layout  # noqa: E402
 from weightcache.torch import load_safetensors  # noqa: E402
 
 from .helpers import run_python  # noqa: E402
@@ -411,7 +411,8 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_importing_weightcache_never_imports_torch() -> None:
     result = run_python(
-        "import sys, weightcache, weightcache.prefetch, weightcache.cli, weightcache.safetensors_format\n"
+        "import sys, weightcache, weightcache.prefetch, weightcache.cli\n"
+        "import weightcache._loading.safetensors_format\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     assert result.returncode == 0, result.stderr

@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 from weightcache import InvalidSourceError, URLSource, WeightCache
-from weightcache.redaction import SECRET_PARAMETERS, install_log_redaction, is_secret_parameter, redact_url
+from weightcache._transport.redaction import (
+    SECRET_PARAMETERS,
+    install_log_redaction,
+    is_secret_parameter,
+    redact_url,
+)
 from weightcache.testing import FileServer
 
 A, B = b"bytes of models/a.bin", b"bytes of models/b.bin, another file"

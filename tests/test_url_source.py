@@ -19,7 +19,7 @@ from weightcache import (
     WeightCache,
 )
 from weightcache.progress import ProgressEvent
-from weightcache.providers.url import URLSource
+from weightcache.providers.sources.url import URLSource
 from weightcache.testing import FileServer
 
 KIB = 1024

@@ -11,10 +11,10 @@ from typing import Protocol
 import blake3
 
 from weightcache import WeightCache
-from weightcache.constants import IO_THREADS
-from weightcache.cpus import usable_cpus
-from weightcache.hashing import hash_file, iter_file_chunks
-from weightcache.parallel import run_parallel
+from weightcache._core.constants import IO_THREADS
+from weightcache._transport.cpus import usable_cpus
+from weightcache._transport.hashing import hash_file, iter_file_chunks
+from weightcache._transport.parallel import run_parallel
 
 from .. import pagecache, units
 from ..harness import MISSING_PEER, Case, CaseResult, Context, Goal, Table, peer, time_runs

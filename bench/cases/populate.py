@@ -10,8 +10,8 @@ from functools import partial
 from pathlib import Path
 
 from weightcache import LocalStore, WeightCache
-from weightcache.constants import CHUNK_BYTES, IO_THREADS
-from weightcache.parallel import run_parallel
+from weightcache._core.constants import CHUNK_BYTES, IO_THREADS
+from weightcache._transport.parallel import run_parallel
 
 from .. import pagecache, units
 from ..harness import Case, CaseResult, Context, Goal, Stats, Table, time_runs

@@ -8,8 +8,8 @@ import statistics
 from collections.abc import Callable
 from functools import partial
 
-from weightcache.constants import HTTP_CONNECTIONS
-from weightcache.http_parts import part_bytes_for
+from weightcache._core.constants import HTTP_CONNECTIONS
+from weightcache._transport.http_parts import part_bytes_for
 
 from .. import units
 from ..child import ChildFailed, measure_in_child

@@ -107,7 +107,7 @@ BREAKDOWN = {
     "pydantic": "pydantic itself (the manifest and entry models)",
     "pydantic.plugin._loader": "pydantic's plugin scan of installed distributions (at the first model)",
     "weightcache.manifest": "the manifest module, its models built (pydantic included when first)",
-    "weightcache.gc": "gc and populate: miss-path code `weightcache.cache` imports up front",
+    "weightcache._core.gc": "gc and populate: miss-path code `weightcache.cache` imports up front",
 }
 
 

@@ -113,8 +113,7 @@ class FashionCrop:
 
         from examples.fashion_crop.weights import LINK_DIR, ensure_weights, placements_for
         from examples.loading import start_prefetch
-        from weightcache import WeightCache
-        from weightcache.providers.modal_volume import ModalVolumeStore
+        from weightcache import ModalVolumeStore, WeightCache
 
         cache = WeightCache(ModalVolumeStore(volume, CACHE_MOUNT))
         self.weights = ensure_weights(cache, placements_for(WEIGHTS_MODE), LINK_DIR)

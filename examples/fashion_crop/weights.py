@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from weightcache import Entry, ImageDirSource, Source, WeightCache, WeightCacheError
-from weightcache.providers.hf import HFSource
+from weightcache import Entry, HFSource, ImageDirSource, Source, WeightCache, WeightCacheError
 
 BAKED_DIR = "/tmp/initial_weights"  # where the image carries the weights (the seed's path)
 LINK_DIR = "/root/data/weights"  # where the app reads them (the seed's path)

@@ -85,8 +85,7 @@ class ShuttleJaguarModel:
         """
         from examples.jaguar.weights import ensure_weights, jaguar_source
         from examples.loading import start_prefetch
-        from weightcache import WeightCache
-        from weightcache.providers.modal_volume import ModalVolumeStore
+        from weightcache import ModalVolumeStore, WeightCache
 
         self.cache, self.source = WeightCache(ModalVolumeStore(volume, CACHE_MOUNT)), jaguar_source()
         self.ensured = ensure_weights(self.cache, self.source)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from weightcache import Entry, Source, WeightCache
-from weightcache.providers.hf import HFSource
+from weightcache import Entry, HFSource, Source, WeightCache
 
 REPO = "shuttleai/shuttle-jaguar"
 # Pin this to the commit you tested (a 40-hex sha): a branch is resolved once, when first cached, and

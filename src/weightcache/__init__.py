@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING
 from ._version import __version__
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from ._core.gc import GcReport
+    from ._core.registry import parse_source, register_source
+    from ._core.verify import VerifyReport
+    from ._hf_cache.adopt import AdoptReport, adopt_hf_cache
     from .cache import SourceStatus, WeightCache
     from .entry import Entry
     from .errors import (
@@ -46,17 +50,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         WeightCacheError,
         WeightFileNotFoundError,
     )
-    from .gc import GcReport
     from .manifest import FileRecord, Manifest
     from .progress import ProgressEvent
     from .providers.base import Plan, Source, Store
-    from .providers.hf import HFSource
-    from .providers.image_dir import ImageDirSource
-    from .providers.local_store import LocalStore
-    from .providers.modal_volume import LeaseSettings, ModalVolumeStore
-    from .providers.url import URLSource
-    from .registry import parse_source, register_source
-    from .verify import VerifyReport
+    from .providers.sources.hf import HFSource
+    from .providers.sources.image_dir import ImageDirSource
+    from .providers.sources.url import URLSource
+    from .providers.stores.local_store import LocalStore
+    from .providers.stores.modal_volume import LeaseSettings, ModalVolumeStore
 
 # Where each public name lives: imported on first use (PEP 562), so `import weightcache` costs
 # milliseconds and a process imports only what it touches (a warm `ensure()` needs no HTTP, Modal
@@ -90,25 +91,28 @@ _LAZY = {
     "UnsafePathError": ".errors",
     "WeightCacheError": ".errors",
     "WeightFileNotFoundError": ".errors",
-    "GcReport": ".gc",
+    "GcReport": "._core.gc",
     "FileRecord": ".manifest",
     "Manifest": ".manifest",
     "ProgressEvent": ".progress",
     "Source": ".providers.base",
     "Store": ".providers.base",
-    "HFSource": ".providers.hf",
-    "ImageDirSource": ".providers.image_dir",
-    "LocalStore": ".providers.local_store",
-    "LeaseSettings": ".providers.modal_volume",
-    "ModalVolumeStore": ".providers.modal_volume",
-    "URLSource": ".providers.url",
-    "parse_source": ".registry",
-    "register_source": ".registry",
-    "VerifyReport": ".verify",
+    "HFSource": ".providers.sources.hf",
+    "ImageDirSource": ".providers.sources.image_dir",
+    "LocalStore": ".providers.stores.local_store",
+    "LeaseSettings": ".providers.stores.modal_volume",
+    "ModalVolumeStore": ".providers.stores.modal_volume",
+    "URLSource": ".providers.sources.url",
+    "parse_source": "._core.registry",
+    "register_source": "._core.registry",
+    "VerifyReport": "._core.verify",
     # The Source protocol's plan and the registry's errors, for sources written outside this package.
     "Plan": ".providers.base",
     "SchemeTakenError": ".errors",
     "SourcePluginError": ".errors",
+    # An existing Hugging Face cache made entries (`weightcache adopt-hf-cache`).
+    "AdoptReport": "._hf_cache.adopt",
+    "adopt_hf_cache": "._hf_cache.adopt",
 }
 
 
@@ -128,6 +132,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AdoptReport",
     "ChecksumMismatchError",
     "CommitError",
     "EmptySourceError",
@@ -173,6 +178,7 @@ __all__ = [
     "WeightCacheError",
     "WeightFileNotFoundError",
     "__version__",
+    "adopt_hf_cache",
     "parse_source",
     "register_source",
 ]

@@ -11,24 +11,24 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .constants import MANIFEST_SCHEMA_VERSION, default_store_root
-from .display import safe_display
+from ._core.constants import MANIFEST_SCHEMA_VERSION, default_store_root
+from ._core.display import safe_display
+from ._core.gc import GcReport, collect_garbage, remove_entry_dir
+from ._core.inuse import hold, release
+from ._core.layout import entry_key, is_valid_key
+from ._core.linking import LinkMode, link_entry
+from ._core.outdated import UpdateCheck, check_for_updates
+from ._core.populate import populate, untrusted_import
+from ._core.registry import SourceLike, parse_source
+from ._core.transfer import ManifestSource
+from ._core.verify import VerifyReport, file_problems, stat_problems, verify_entry
+from ._hf_cache.view import lay_out_view
 from .entry import Entry
 from .errors import EntryInUseError, EntryNotFoundError, ManifestError, SourceUnreachableError
-from .gc import GcReport, collect_garbage, remove_entry_dir
-from .hf_cache_view import lay_out_view
-from .inuse import hold, release
-from .layout import entry_key, is_valid_key
-from .linking import LinkMode, link_entry
 from .manifest import Manifest, newer_schema
-from .outdated import UpdateCheck, check_for_updates
-from .populate import populate, untrusted_import
 from .progress import ProgressCallback
 from .providers.base import Plan, Source, Store
-from .providers.local_store import LocalStore
-from .registry import SourceLike, parse_source
-from .transfer import ManifestSource
-from .verify import VerifyReport, file_problems, stat_problems, verify_entry
+from .providers.stores.local_store import LocalStore
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ class WeightCache:
         release(self.store.use_lock_path(key))
 
     def gc(self, *, keep: int = 1, dry_run: bool = False) -> GcReport:
-        """Keep the ``keep`` newest versions of each source, remove the rest (see :mod:`weightcache.gc`)."""
+        """Keep the ``keep`` newest versions of each source, remove the rest (``_core/gc.py``)."""
         report = collect_garbage(self.store, keep=keep, dry_run=dry_run)
         if report.removed and not dry_run:
             self.store.persist()
@@ -247,7 +247,7 @@ class WeightCache:
         whole: bool = False,
         overwrite: bool = False,
     ) -> os.PathLike[str]:
-        """Link the entry's files into ``dest`` (see :func:`weightcache.linking.link_entry`)."""
+        """Link the entry's files into ``dest`` (see :func:`weightcache._core.linking.link_entry`)."""
         self.store.require_mounted("link")
         return link_entry(entry, dest, mode=mode, whole=whole, overwrite=overwrite)
 
@@ -281,7 +281,7 @@ class WeightCache:
     ) -> tuple[Entry | None, Manifest | None]:
         """The usable entry for ``version`` if any (never with ``force``), and the manifest seen.
 
-        The entry is held in use first (see :mod:`weightcache.inuse`), so once found it stays.
+        The entry is held in use first (see :mod:`weightcache._core.inuse`), so once found it stays.
         """
         key = self._key(src, version)
         hold(self.store.use_lock_path(key))

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ._core.constants import MANIFEST_SCHEMA_VERSION
+from ._core.manifest_memo import read_validated
+from ._transport.fsutil import atomic_write_bytes
 from ._version import __version__
-from .constants import MANIFEST_SCHEMA_VERSION
 from .errors import ManifestError
-from .fsutil import atomic_write_bytes
-from .manifest_memo import read_validated
 
 if TYPE_CHECKING:
-    from .layout import StoreLayout
+    from ._core.layout import StoreLayout
 
 # Checked by pydantic-core in Rust: the warm path parses a manifest per call, at thousands of files.
 _HEX64 = r"^[0-9a-f]{64}$"

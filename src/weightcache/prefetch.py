@@ -28,14 +28,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .constants import CHUNK_BYTES
-from .cpus import READ_BUDGET
+from ._core.constants import CHUNK_BYTES
+from ._core.targets import Targets, flatten_targets, missing_file_error, unique_paths
+from ._transport.cpus import READ_BUDGET
+from ._transport.fsutil import open_regular
 from .entry import Entry
 from .errors import LoadError
-from .fsutil import open_regular
-from .targets import Targets, flatten_targets, missing_file_error, unique_paths
 
-__all__ = ["PrefetchHandle", "PrefetchReport", "prefetch", "prefetch_in_background"]
+__all__ = ["PrefetchHandle", "PrefetchReport", "Targets", "prefetch", "prefetch_in_background"]
 
 
 @dataclass(frozen=True)

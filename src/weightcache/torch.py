@@ -13,7 +13,7 @@ The result is what ``safetensors.torch.load_file`` returns, for each file in tur
 same names in the same order, dtypes, shapes and bytes. On the CPU, threads ``preadv`` every
 tensor's bytes straight into the tensor. On CUDA, threads read chunks into a few pinned host
 buffers and each chunk is copied to the GPU asynchronously while the next ones are read (see
-:mod:`weightcache.device_copy`); the buffers are one pinned block per process, a power of two
+:mod:`weightcache._loading.device_copy`); the buffers are one pinned block per process, a power of two
 of at least ``(threads + 2) x 8 MiB``, allocated at the first load and reused.
 
 Every tensor gets its own allocation, as ``load_file``'s do: freeing or replacing one frees its
@@ -31,16 +31,17 @@ try:
 except ImportError as exc:  # torch is an optional extra
     raise ImportError("weightcache.torch needs torch: pip install 'weightcache[torch]'") from exc
 
-from .constants import CHUNK_BYTES
-from .cpus import READ_BUDGET
-from .device_copy import StagedLoad, Transfer
+from ._core.constants import CHUNK_BYTES
+from ._core.targets import Targets
+from ._loading.device_copy import StagedLoad, Transfer
+from ._loading.safetensors_format import Chunk, SafetensorsLayout, plan_chunks, read_layout, safetensors_files
+from ._loading.tensor_io import cast, check_loadable, empty_tensors, host_memory, read_exactly, will_read
+from ._transport.cpus import READ_BUDGET
+from ._transport.parallel import run_parallel
 from .errors import LoadError
-from .parallel import run_parallel
-from .safetensors_format import Chunk, SafetensorsLayout, plan_chunks, read_layout, safetensors_files
-from .targets import Targets
-from .tensor_io import cast, check_loadable, empty_tensors, host_memory, read_exactly, will_read
 
-__all__ = ["load_safetensors"]
+# read_layout: a file's tensor names, dtypes and shapes from its header, without reading the data.
+__all__ = ["SafetensorsLayout", "Targets", "load_safetensors", "read_layout"]
 
 
 def load_safetensors(

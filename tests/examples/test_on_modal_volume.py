@@ -15,8 +15,9 @@ from examples.fashion_crop.server import build_app as build_fashion_crop
 from examples.fashion_crop.weights import image_placements
 from examples.jaguar.server import build_app as build_jaguar
 from examples.jaguar.weights import REPO, jaguar_source
-from weightcache import WeightCache, remote_volume
-from weightcache.providers.modal_volume import ModalVolumeStore
+from weightcache import WeightCache
+from weightcache.providers.stores import remote_volume
+from weightcache.providers.stores.modal_volume import ModalVolumeStore
 from weightcache.testing import FakeModalVolume
 
 from .extras import DEVICE, JAGUAR_DTYPE

@@ -22,8 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from weightcache import gc as gc_module
-from weightcache import hashing, populate, ranged, staging
+from weightcache._core import gc as gc_module
+from weightcache._core import populate, staging
+from weightcache._transport import hashing, ranged
 
 ANY = "any"  # as a point: whichever named point comes n-th
 HANG_SECONDS = 30  # a trial's operation takes well under a second (an abandoned lease ~3 s): this is a hang

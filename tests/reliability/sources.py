@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weightcache import ImageDirSource, Source
+from weightcache._core.registry import SourceLike, register_source
+from weightcache._core.staging import Staging
 from weightcache.providers.base import Plan
-from weightcache.providers.hf import HFSource
-from weightcache.providers.url import URLSource
-from weightcache.registry import SourceLike, register_source
-from weightcache.staging import Staging
+from weightcache.providers.sources.hf import HFSource
+from weightcache.providers.sources.url import URLSource
 from weightcache.testing import FakeHub, FileServer
 
 KIND_NAMES = ["dir", "stream", "hf", "https"]

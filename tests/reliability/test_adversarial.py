@@ -25,7 +25,8 @@ import pytest
 
 from tests.reliability.sources import source_kind
 from weightcache import InvalidSourceError, LoadError, StoreNotWritableError, UnsafePathError, WeightCache
-from weightcache.archive import export_entry, export_to_path, import_archive, open_archive
+from weightcache._core.archive import export_entry, export_to_path, import_archive, open_archive
+from weightcache._core.layout import entry_key
 from weightcache.errors import (
     ArchiveError,
     ArchiveFormatError,
@@ -33,11 +34,10 @@ from weightcache.errors import (
     SourceChangedError,
     UnsafeStoreError,
 )
-from weightcache.layout import entry_key
 from weightcache.manifest import FileRecord, Manifest
 from weightcache.prefetch import prefetch
-from weightcache.providers.hf import HFSource
-from weightcache.providers.image_dir import ImageDirSource
+from weightcache.providers.sources.hf import HFSource
+from weightcache.providers.sources.image_dir import ImageDirSource
 from weightcache.testing import FakeHub
 
 WEIGHTS = {"model.safetensors": os.urandom(200_000), "config.json": b'{"layers": 2}'}

@@ -12,7 +12,7 @@ import pytest
 from tests.reliability.sources import KIND_NAMES, SourceKind, source_kind
 from tests.reliability.workers import hear, start
 from weightcache import WeightCache
-from weightcache.registry import parse_source
+from weightcache._core.registry import parse_source
 
 
 def _serve(kind: SourceKind, count: int) -> dict[str, int]:

@@ -31,9 +31,9 @@ import pytest
 from tests.reliability.crash import ANY, POINTS, Outcome, run_child
 from tests.reliability.sources import KIND_NAMES, SourceKind, source_kind
 from weightcache import Manifest, WeightCache
+from weightcache._core.refs import Ref
+from weightcache._core.registry import SourceLike, parse_source
 from weightcache.manifest import load_manifest
-from weightcache.refs import Ref
-from weightcache.registry import SourceLike, parse_source
 from weightcache.testing import FileServer
 
 TRIALS = int(os.environ.get("WEIGHTCACHE_CRASH_TRIALS", "25"))

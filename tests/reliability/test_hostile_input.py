@@ -18,10 +18,10 @@ from weightcache import (
     UnsafePathError,
     WeightCache,
 )
-from weightcache.fsutil import safe_relpath
-from weightcache.hashing import hash_file
+from weightcache._transport.fsutil import safe_relpath
+from weightcache._transport.hashing import hash_file
 from weightcache.providers.base import Plan
-from weightcache.providers.hf import HFSource
+from weightcache.providers.sources.hf import HFSource
 from weightcache.testing import FakeHub
 
 

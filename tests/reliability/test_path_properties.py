@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from weightcache import FileRecord, UnsafePathError, WeightCacheError
-from weightcache.fsutil import safe_relpath
+from weightcache._core.staging import Staging
+from weightcache._transport.fsutil import safe_relpath
 from weightcache.manifest import RELPATH_PATTERN
-from weightcache.staging import Staging
 
 ENTRY = "/store/entries/key/files"
 # Names built from the characters that matter (separators, dots, NUL, backslash), plus any text.

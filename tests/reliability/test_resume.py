@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from weightcache import ChecksumMismatchError, WeightCache
-from weightcache.resume import Journal
-from weightcache.staging import Staging
+from weightcache._core.staging import Staging
+from weightcache._transport.resume import Journal
 from weightcache.testing import FakeHub, FileServer
 
 MIB = 1024 * 1024

@@ -21,8 +21,8 @@ import pytest
 
 from tests.reliability.crash import run_child
 from weightcache import Source, WeightCache, WeightCacheError
-from weightcache.providers.hf import HFSource
-from weightcache.providers.url import URLSource
+from weightcache.providers.sources.hf import HFSource
+from weightcache.providers.sources.url import URLSource
 from weightcache.testing import FakeHub, FileServer
 
 USER, PASSWORD, QUERY_TOKEN, SIGNATURE, HEADER_TOKEN = (

@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 
 from weightcache import InvalidSourceError, Plan, Source, SourceChangedError
-from weightcache.staging import Staging
+from weightcache._core.staging import Staging
 
 
 class AcmeSource(Source):

@@ -16,7 +16,7 @@ from .progress import RichProgress
 from .render import human_bytes, print_json, stderr, stdout
 
 if TYPE_CHECKING:
-    from ..adopt import AdoptReport
+    from .._hf_cache.adopt import AdoptReport
     from ..providers.base import Store
 
 _STYLES = {"adopted": "green", "incomplete": "yellow", "skipped": "red"}
@@ -47,7 +47,7 @@ def adopt_hf_cache_command(
     """
     if not hf_cache.is_dir():
         raise typer.BadParameter(f"{hf_cache} is not a directory", param_hint="HF_CACHE")
-    from ..adopt import adopt_hf_cache
+    from .._hf_cache.adopt import adopt_hf_cache
 
     cache = open_cache()
     with RichProgress(stderr) as progress:
@@ -66,7 +66,7 @@ def adopt_hf_cache_command(
 
 def _push(store: Store, report: AdoptReport, name: str) -> None:
     """Upload what was adopted locally to the Modal Volume ``name`` (files, then refs and manifest)."""
-    from .. import remote_volume
+    from ..providers.stores import remote_volume
 
     manifests = [store.load_manifest(item.key) for item in report.revisions if item.key]
     with remote_volume.modal_errors(name):

@@ -26,10 +26,10 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from .._core.constants import ENV_HOME
+from .._core.display import safe_display
 from .._version import __version__
 from ..cache import WeightCache
-from ..constants import ENV_HOME
-from ..display import safe_display
 from ..errors import StoreNotFoundError, WeightCacheError
 from .render import print_error_json, stderr
 

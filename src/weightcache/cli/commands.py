@@ -11,11 +11,11 @@ from typing import Annotated
 
 import typer
 
+from .._core.constants import ENV_CONNECTIONS, HTTP_CONNECTIONS
+from .._core.layout import is_valid_key
+from .._core.verify import VerifyReport
 from ..cache import WeightCache
-from ..constants import ENV_CONNECTIONS, HTTP_CONNECTIONS
 from ..errors import EntryNotFoundError
-from ..layout import is_valid_key
-from ..verify import VerifyReport
 from .app import ModalVolumeOpt, command, open_cache, options
 from .listing import print_entries
 from .progress import RichProgress
@@ -34,7 +34,7 @@ from .render import (
 
 
 class LinkModeChoice(str, Enum):
-    """``--mode``: how ``ensure --link`` places the files (:data:`weightcache.linking.LINK_MODES`)."""
+    """``--mode``: how ``ensure --link`` places the files (:data:`weightcache._core.linking.LINK_MODES`)."""
 
     symlink = "symlink"
     hardlink = "hardlink"
@@ -236,7 +236,7 @@ def demo(
     size_mb: Annotated[int, typer.Option("--size-mb", min=8, help="Size of the synthetic model.")] = 256,
 ) -> None:
     """Show the cold-start story offline: populate, warm hit, link, crash, corruption and repair."""
-    from ..demo import run_demo
+    from .demo import run_demo
 
     logger = logging.getLogger("weightcache")
     level = logger.level

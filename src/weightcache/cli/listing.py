@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..display import human_bytes, plural, safe_display
+from .._core.display import human_bytes, plural, safe_display
 from ..entry import Entry
 
 COLUMNS = ("key", "source", "version", "files", "size", "created")

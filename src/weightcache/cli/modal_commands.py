@@ -16,13 +16,13 @@ from typing import IO, Annotated
 import typer
 from rich.markup import escape
 
-from .. import remote_volume
+from .._core.layout import is_valid_key
+from .._core.verify import VerifyReport
 from ..cache import WeightCache
 from ..entry import Entry
 from ..errors import EntryNotFoundError
-from ..layout import is_valid_key
-from ..remote_volume import RemoteVolumeStore, modal_errors
-from ..verify import VerifyReport
+from ..providers.stores import remote_volume
+from ..providers.stores.remote_volume import RemoteVolumeStore, modal_errors
 from .app import command, open_cache, options
 from .progress import RichProgress
 from .render import EntryInfo, human_bytes, plural, print_json, show, stderr, stdout
@@ -77,7 +77,7 @@ def export_command(
     output: Annotated[str, typer.Option("--output", "-o", help="The tar archive to write; - for stdout.")],
 ) -> None:
     """Write entry KEY to a tar archive (a backup that needs no Modal)."""
-    from ..archive import export_entry, export_to_path
+    from .._core.archive import export_entry, export_to_path
 
     cache = open_cache()
     if output == "-":
@@ -107,7 +107,7 @@ def import_command(
     ] = False,
 ) -> None:
     """Publish the entry in an archive, only if every file matches the manifest inside it."""
-    from ..archive import import_archive
+    from .._core.archive import import_archive
 
     cache = open_cache()
     with RichProgress(stderr) as progress, _open_input(archive) as stream:
@@ -154,7 +154,7 @@ def _print_copied(entry: Entry, verb: str) -> None:
 
 @contextlib.contextmanager
 def _open_input(archive: str) -> Iterator[IO[bytes]]:
-    from ..archive import open_archive
+    from .._core.archive import open_archive
 
     if archive == "-":
         yield sys.stdin.buffer

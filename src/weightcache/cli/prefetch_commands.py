@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
+from .._core.layout import is_valid_key
 from ..cache import WeightCache
 from ..entry import Entry
 from ..errors import EntryNotFoundError
-from ..layout import is_valid_key
 from ..prefetch import PrefetchHandle, prefetch_in_background
 from .app import command, open_cache, options
 from .progress import BinarySpeedColumn

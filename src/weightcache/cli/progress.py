@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ..display import human_bytes, plural
+from .._core.display import human_bytes, plural
 from ..progress import ProgressEvent
 from .render import show
 

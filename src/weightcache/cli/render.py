@@ -1,7 +1,7 @@
 """How CLI results reach people (rich tables) and programs (one JSON document on stdout).
 
 Every name that came from outside (file names, sources, paths) goes through :func:`show`: escape
-sequences written out (:func:`~weightcache.display.safe_display`) and rich markup escaped.
+sequences written out (:func:`~weightcache._core.display.safe_display`) and rich markup escaped.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..display import human_bytes, plural, safe_display
+from .._core.display import human_bytes, plural, safe_display
 from ..entry import Entry
 
 if TYPE_CHECKING:  # only annotations: the demo, say, is imported by the demo command alone
-    from ..demo import DemoReport
-    from ..gc import GcReport
-    from ..verify import VerifyReport
+    from .._core.gc import GcReport
+    from .._core.verify import VerifyReport
+    from .demo import DemoReport
 
 __all__ = ["human_bytes", "plural"]  # re-exported: the command modules format sizes and counts through here
 

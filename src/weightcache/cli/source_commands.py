@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import typer
 from rich.table import Table
 
-from ..outdated import UpdateCheck
+from .._core.outdated import UpdateCheck
 from .app import command, open_cache, options
 from .render import print_json, show, stdout
 

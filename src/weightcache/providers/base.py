@@ -12,13 +12,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import ClassVar, Protocol
 
+from .._core.layout import StoreLayout
+from .._core.refs import Ref, all_refs, read_ref, write_ref
+from .._core.staging import Staging
+from .._transport.fsutil import not_writable_error, store_write_errors
+from .._transport.hashing import iter_file_chunks
 from ..errors import InvalidSourceError, StoreNotWritableError
-from ..fsutil import not_writable_error, store_write_errors
-from ..hashing import iter_file_chunks
-from ..layout import StoreLayout
 from ..manifest import Manifest, load_manifest, read_manifest
-from ..refs import Ref, all_refs, read_ref, write_ref
-from ..staging import Staging
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Source(ABC):
     (:meth:`resolve`, which returns a :class:`Plan`), and writes what the plan names into a
     :class:`Staging` area (:meth:`fetch`). It keeps no state between the two, and never writes
     into the store itself. A source that a URI can name implements :meth:`from_uri`, and
-    registers its scheme (see :mod:`weightcache.registry`).
+    registers its scheme (see :mod:`weightcache._core.registry`).
     """
 
     #: URI scheme handled by this source (``dir``, ``hf``, ``https``...).
@@ -225,7 +225,7 @@ class Store(ABC):
         """A lock held while populating entry ``key``, so concurrent callers fetch once."""
 
     def use_lock_path(self, key: str) -> Path:
-        """The file whose shared locks mark entry ``key`` in use (see :mod:`weightcache.inuse`)."""
+        """The file whose shared locks mark entry ``key`` in use (see :mod:`weightcache._core.inuse`)."""
         return self.layout.locks_dir / f"{key}.use"
 
     def require_mounted(self, action: str) -> None:

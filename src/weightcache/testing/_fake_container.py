@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ..fsutil import remove_tree
+from .._transport.fsutil import remove_tree
 from ._volume_state import InodeLimitError, View, empty_view, is_mount_point
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ..fsutil import atomic_write_bytes, remove_tree, unique_suffix
+from .._transport.fsutil import atomic_write_bytes, remove_tree, unique_suffix
 
 #: (inode, size, mtime_ns, ctime_ns): any write to a file, or its replacement, changes it.
 FileSignature = tuple[int, int, int, int]
@@ -98,7 +98,7 @@ def link_into(src: Path, dest: Path) -> None:
 
 def is_mount_point(path: Path) -> bool:
     """Whether ``path`` is a mount point; bind mounts too, which ``os.path.ismount`` misses."""
-    from ..providers._modal_mounts import mount_points
+    from ..providers.stores._modal_mounts import mount_points
 
     return os.path.realpath(path) in mount_points()
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..providers.modal_lease import DictLease, LeaseDict, LeaseSettings
-from ..providers.modal_volume import OPEN_FILES_MESSAGE, ModalVolumeStore
+from ..providers.stores._modal_lease import DictLease, LeaseDict, LeaseSettings
+from ..providers.stores.modal_volume import OPEN_FILES_MESSAGE, ModalVolumeStore
 from .fake_dict import FakeModalDict
 from .fake_modal import FakeModalVolume
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from ..fsutil import atomic_write_bytes
+from .._transport.fsutil import atomic_write_bytes
 
 _MISSING = object()
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING
 
-from ..constants import CHUNK_BYTES
-from ..fsutil import remove_tree
+from .._core.constants import CHUNK_BYTES
+from .._transport.fsutil import remove_tree
 from ._fake_container import OPEN_FILES_MESSAGE, FakeVolumeContainer
 from ._volume_state import CommittedState, View, copy_into, empty_view, scan
 

@@ -71,7 +71,7 @@ class JaguarService:
         from examples.jaguar.weights import ensure_weights, jaguar_source
         from examples.loading import start_prefetch
         from weightcache import WeightCache
-        from weightcache.providers.modal_volume import ModalVolumeStore
+        from weightcache.providers.stores.modal_volume import ModalVolumeStore
 
         cache, source = WeightCache(ModalVolumeStore(volume, CACHE_MOUNT)), jaguar_source()
         ensured = ensure_weights(cache, source)

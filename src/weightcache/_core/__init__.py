@@ -1,0 +1,1 @@
+"""The core protocol: fetch into staging, verify, publish, refs, gc; private to weightcache."""

@@ -1,0 +1,1 @@
+"""Transport: HTTP downloads and ranges, hashing, filesystem helpers; private to weightcache."""

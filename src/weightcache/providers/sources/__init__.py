@@ -1,0 +1,1 @@
+"""Sources: where the bytes come from (``hf://``, ``https://``, ``dir://``), one module each."""
