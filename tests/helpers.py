@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 
 def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -15,3 +17,28 @@ def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.Comple
         timeout=timeout,
         check=False,
     )
+
+
+#: The uid and gid of ``nobody``: tests that check what another user may do act as it.
+NOBODY = 65534
+
+
+def as_nobody(action: Callable[[], str]) -> str:
+    """Run ``action`` in a forked child that has dropped root for ``nobody``; return what it said."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            said = action()
+        except BaseException as error:
+            said = f"{type(error).__name__}: {error}"
+        os.write(write_end, said.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        said = pipe.read()
+    os.waitpid(pid, 0)
+    return said

@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from weightcache import EntryNotFoundError, WeightCache
 from weightcache.errors import EntryFileNotFoundError, InvalidArgumentError, LeaseLostError
 from weightcache.providers.stores.local_store import LeaseLock
 
-NOBODY = 65534
+from .helpers import NOBODY, as_nobody
 
 
 def _held_by_someone(cache: WeightCache, key: str) -> bool:
@@ -48,26 +48,6 @@ def test_published_files_are_read_only_and_copies_are_writable(
     hardlinked = cache.link(entry, tmp_path / "hard", mode="hardlink")
     assert stat.S_IMODE((hardlinked / entry.manifest.files[0].path).stat().st_mode) == 0o444
 
-
-def _as_nobody(action: Callable[[], str]) -> str:
-    """Run ``action`` in a forked child that dropped root for ``nobody``; return what it said."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        try:
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            said = action()
-        except BaseException as error:
-            said = f"{type(error).__name__}: {error}"
-        os.write(write_end, said.encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        said = pipe.read()
-    os.waitpid(pid, 0)
-    return said
 
 
 @pytest.fixture
@@ -102,7 +82,7 @@ def test_a_user_cannot_write_through_a_link_but_repair_gc_and_rm_still_work(nobo
         cache.remove(new)
         return f"{removed == [old.key]} {repaired.key == new.key} {cache.list() == []}"
 
-    assert _as_nobody(scenario) == "True True True"
+    assert as_nobody(scenario) == "True True True"
 
 
 # --- Entry as a path ---------------------------------------------------------------------------

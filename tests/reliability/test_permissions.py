@@ -5,35 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from weightcache import LinkError, StoreNotWritableError, WeightCache, WeightCacheError
 
-NOBODY = 65534
-
-
-def _as_nobody(action: Callable[[], str]) -> str:
-    """Run ``action`` in a forked child that has dropped root for ``nobody``; return what it said."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        try:
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            said = action()
-        except BaseException as error:
-            said = f"{type(error).__name__}: {error}"
-        os.write(write_end, said.encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        said = pipe.read()
-    os.waitpid(pid, 0)
-    return said
+from ..helpers import as_nobody
 
 
 @pytest.fixture
@@ -87,8 +66,8 @@ def test_store_the_user_may_not_write(shared_dir: Path, make_image_dir) -> None:
             return f"{type(error).__name__}: {error}"
         return "populated"
 
-    assert _as_nobody(hit) == "True"
-    said = _as_nobody(miss)
+    assert as_nobody(hit) == "True"
+    said = as_nobody(miss)
     assert said.startswith("StoreNotWritableError") and str(store) in said and "\n" not in said
 
 
