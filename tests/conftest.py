@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import random
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from weightcache import LocalStore, WeightCache
 from weightcache.cli import app
+from weightcache.testing import FileServer
 
 # Property tests draw the same examples on every run (derived from each test), with no time limit
 # per example: a loaded machine must not turn a slow example into a failure. `pytest
@@ -123,6 +125,19 @@ def seed(request: pytest.FixtureRequest) -> int:
     value = int(override) if override else int.from_bytes(digest[:4], "big")
     request.node.user_properties.append(("seed", value))
     return value
+
+
+@pytest.fixture
+def rng(seed: int) -> random.Random:
+    """A random generator on the test's :func:`seed` (same choices every run, replayable)."""
+    return random.Random(seed)
+
+
+@pytest.fixture
+def server() -> Iterator[FileServer]:
+    """A local HTTP file server on 127.0.0.1 (ranges, faults, request log)."""
+    with FileServer() as running:
+        yield running
 
 
 @pytest.hookimpl(wrapper=True)

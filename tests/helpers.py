@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from weightcache.testing import FakeHub
 
 
 def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -42,3 +47,13 @@ def as_nobody(action: Callable[[], str]) -> str:
         said = pipe.read()
     os.waitpid(pid, 0)
     return said
+
+
+@contextlib.contextmanager
+def serving_hub(monkeypatch: pytest.MonkeyPatch, files: dict[str, bytes]) -> Iterator[FakeHub]:
+    """A fake Hub holding ``acme/tiny`` = ``files``, reached through HF_ENDPOINT, with no token set."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with FakeHub() as running:
+        monkeypatch.setenv("HF_ENDPOINT", running.url)
+        running.add_repo("acme/tiny", files)
+        yield running

@@ -18,6 +18,8 @@ from weightcache._hf_cache.adopt import adopt_hf_cache
 from weightcache._hf_cache.view import git_blob_id
 from weightcache.testing import FakeHub
 
+from .helpers import serving_hub
+
 FILES = {
     "config.json": b'{"hidden_size": 32}',
     "model.safetensors": os.urandom(300_000),
@@ -28,10 +30,7 @@ FILES = {
 
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    with FakeHub() as running:
-        monkeypatch.setenv("HF_ENDPOINT", running.url)
-        running.add_repo("acme/tiny", FILES)
+    with serving_hub(monkeypatch, FILES) as running:
         yield running
 
 

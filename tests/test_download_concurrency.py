@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,6 @@ from weightcache.testing import FileServer
 MIB = 1024 * 1024
 
 
-@pytest.fixture
-def server() -> Iterator[FileServer]:
-    with FileServer() as running:
-        yield running
-
-
-@pytest.fixture
-def rng(request: pytest.FixtureRequest) -> random.Random:
-    return random.Random(request.node.nodeid)
 
 
 def serve(server: FileServer, rng: random.Random, sizes: dict[str, int]) -> tuple[dict[str, str], dict]:

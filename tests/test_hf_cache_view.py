@@ -14,6 +14,8 @@ from huggingface_hub import hf_hub_download, scan_cache_dir, snapshot_download
 from weightcache import WeightCache
 from weightcache.testing import FakeHub
 
+from .helpers import serving_hub
+
 FILES = {
     "config.json": b'{"hidden_size": 32}',
     "model.safetensors": os.urandom(300_000),
@@ -45,10 +47,7 @@ def tiny_bert(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    with FakeHub() as running:
-        monkeypatch.setenv("HF_ENDPOINT", running.url)
-        running.add_repo("acme/tiny", FILES)
+    with serving_hub(monkeypatch, FILES) as running:
         yield running
 
 

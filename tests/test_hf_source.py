@@ -23,6 +23,8 @@ from weightcache.progress import ProgressEvent
 from weightcache.providers.sources.hf import HFSource
 from weightcache.testing import FakeHub
 
+from .helpers import serving_hub
+
 WEIGHTS = os.urandom(400_000)
 FILES = {
     "config.json": b'{"hidden_size": 32}',
@@ -35,10 +37,7 @@ FILES = {
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     """A fake Hub that sources built from URIs reach through HF_ENDPOINT; no token in the environment."""
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    with FakeHub() as running:
-        monkeypatch.setenv("HF_ENDPOINT", running.url)
-        running.add_repo("acme/tiny", FILES)
+    with serving_hub(monkeypatch, FILES) as running:
         yield running
 
 
