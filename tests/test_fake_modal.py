@@ -6,6 +6,7 @@ import ctypes
 import io
 import mmap
 import os
+import signal
 from pathlib import Path
 
 import modal.exception
@@ -246,3 +247,54 @@ def test_containers_in_other_processes_share_the_volume(volume: FakeModalVolume)
     container.reload()
     assert (container.mount_path / "from-child.txt").read_text() == "hello from another process"
     assert os.listdir(volume.root / "containers") == [container.container_id]  # the child's view is gone
+
+
+def _commit_killed_at_replace(volume: FakeModalVolume, nth: int) -> bool:
+    """In a forked child, change the Volume and commit, SIGKILLed at its ``nth`` os.replace; say if it was."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            # A volume object of its own: file locks are not inherited across fork.
+            container = FakeModalVolume(volume.root).container("killed")
+            (container.mount_path / "a.txt").write_text("new")
+            (container.mount_path / "sub").mkdir()
+            (container.mount_path / "sub" / "b.txt").write_text("new")
+            (container.mount_path / "c.txt").unlink()
+            calls, replace = [0], os.replace
+
+            def dying_replace(*args: object, **kwargs: object) -> None:
+                calls[0] += 1
+                if calls[0] == nth:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                replace(*args, **kwargs)  # type: ignore[arg-type]
+
+            os.replace = dying_replace  # type: ignore[assignment]
+            container.commit()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFSIGNALED(status)
+
+
+def test_a_container_killed_mid_commit_leaves_all_or_nothing(tmp_path: Path) -> None:
+    """Modal applies a commit whole (one VolumeCommitRequest): a kill never leaves half of one."""
+    old = {"a.txt": "old", "c.txt": "old"}
+    new = {"a.txt": "new", "sub/b.txt": "new"}
+    outcomes = set()
+    for nth in range(1, 100):
+        volume = FakeModalVolume(tmp_path / f"volume-{nth}")
+        with volume.container("seed") as seed:
+            for name, text in old.items():
+                (seed.mount_path / name).write_text(text)
+        killed = _commit_killed_at_replace(volume, nth)
+        after = volume.container("after").mount_path
+        files = [path for path in after.rglob("*") if path.is_file()]
+        seen = {path.relative_to(after).as_posix(): path.read_text() for path in files}
+        assert seen in (old, new), (nth, seen)
+        outcomes.add("old" if seen == old else "new")
+        committed = sorted(entry.path for entry in volume.listdir("/", recursive=True))
+        expected = sorted([*seen, *(["sub"] if seen == new else [])])
+        assert committed == expected, (nth, committed)  # no stray file
+        if not killed:
+            break
+    assert outcomes == {"old", "new"}  # the kills landed both before and after the commit took effect

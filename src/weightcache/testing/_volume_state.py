@@ -10,6 +10,13 @@ comparing the base with the index tells what other containers changed, which is 
 sync brings in.
 Everything that touches the committed tree holds one file lock, so commits from many
 processes are atomic with respect to each other and to reloads.
+
+A commit is also atomic when its process is killed half-way, as Modal's is: the container sends
+one ``VolumeCommitRequest`` (``_Volume.commit`` in modal/volume.py) and the server applies it
+whole. The fake copies what changed into a pending directory outside the tree, writes a journal
+naming every change, then applies it; whoever takes the lock next finishes a journal a killed
+process left (and discards a pending directory no journal names), so the tree is never seen
+half-committed and no stray file is left in it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import json
 import os
 import shutil
 import stat
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from filelock import FileLock
@@ -132,6 +140,22 @@ class Index:
     files: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class Changes:
+    """One commit's changes to the committed tree, as its journal records them.
+
+    ``moved`` files wait in ``pending`` (a directory name under the state's pending root);
+    ``generation`` is the generation the commit creates and every moved file gets.
+    """
+
+    pending: str
+    generation: int
+    moved: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    made_dirs: list[str] = field(default_factory=list)
+    removed_dirs: list[str] = field(default_factory=list)
+
+
 class CommittedState:
     """A Volume's committed tree and index under ``root``, shared by every process that opens it."""
 
@@ -143,8 +167,62 @@ class CommittedState:
         self.tree = root / "committed"
         self.tree.mkdir(parents=True, exist_ok=True)
         self._index_path = root / "index.json"
-        #: Held by everything that reads or changes the committed tree.
+        self._journal_path = root / "journal.json"
+        self._pending_root = root / "pending"
+        #: Held by everything that reads or changes the committed tree; take it with :meth:`locked`.
         self.lock = FileLock(root / "volume.lock")
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold :attr:`lock`, first finishing (or discarding) a commit a killed process left."""
+        with self.lock:
+            self._recover()
+            yield
+
+    def pending_dir(self) -> Path:
+        """A new directory, outside the tree, where one commit stages the files it changes."""
+        path = self._pending_root / unique_suffix()
+        path.mkdir(parents=True)
+        return path
+
+    def apply(self, changes: Changes) -> None:
+        """Make ``changes`` the tree's and the index's, all or nothing (call inside :meth:`locked`)."""
+        atomic_write_bytes(self._journal_path, json.dumps(asdict(changes)).encode())
+        self._roll_forward(changes)
+
+    def _roll_forward(self, changes: Changes) -> None:
+        # Idempotent: a move already done has left nothing in pending, a delete nothing to delete.
+        pending = self._pending_root / changes.pending
+        for relpath in changes.moved:
+            staged, dest = pending / relpath, self.tree / relpath
+            if not os.path.lexists(staged):
+                continue
+            if dest.is_dir() and not dest.is_symlink():
+                remove_tree(dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, dest)
+        for relpath in changes.deleted:
+            with contextlib.suppress(FileNotFoundError):
+                (self.tree / relpath).unlink()
+        for relpath in changes.made_dirs:
+            (self.tree / relpath).mkdir(parents=True, exist_ok=True)
+        remove_empty_dirs(self.tree, set(changes.removed_dirs))
+        index = self.load()
+        if index.generation < changes.generation:
+            index.files.update(dict.fromkeys(changes.moved, changes.generation))
+            for relpath in changes.deleted:
+                index.files.pop(relpath, None)
+            index.generation = changes.generation
+            self.save(index)
+        self._journal_path.unlink()
+        remove_tree(pending)
+
+    def _recover(self) -> None:
+        if self._journal_path.exists():
+            self._roll_forward(Changes(**json.loads(self._journal_path.read_bytes())))
+        if self._pending_root.is_dir():
+            for leftover in list(self._pending_root.iterdir()):  # killed before its journal was written
+                remove_tree(leftover)
 
     def load(self) -> Index:
         """The index as last saved (call with :attr:`lock` held)."""
@@ -184,7 +262,7 @@ class View:
         commit publishes them); a file another container changed too is replaced by the
         committed version, which is the later write.
         """
-        with self.state.lock:
+        with self.state.locked():
             index = self.state.load()
             local = self.state.scan(self.mount)
             committed_dirs = self.state.scan(self.state.tree).dirs
@@ -205,34 +283,34 @@ class View:
             self._base_dirs = committed_dirs
 
     def commit(self) -> None:
-        """Merge what the container changed since its last sync into the committed tree."""
-        with self.state.lock:
+        """Merge what the container changed since its last sync into the committed tree, all or nothing."""
+        with self.state.locked():
             index = self.state.load()
             local = self.state.scan(self.mount)
             self._check_inodes(index, local)
-            generation = index.generation + 1
+            pending = self.state.pending_dir()
+            changes = Changes(pending=pending.name, generation=index.generation + 1)
+            copied: dict[str, FileSignature] = {}
             for relpath, sig in local.files.items():
                 base = self._base_files.get(relpath)
                 if base is not None and base[1] == sig:
                     continue
                 try:
-                    self.state.transfer(self.mount / relpath, self.state.tree / relpath)
+                    self.state.transfer(self.mount / relpath, pending / relpath)
                 except FileNotFoundError:
                     continue  # renamed away since the scan; the next commit sees where it went
                 # The signature from before the copy: a write racing the copy shows as a change next time.
-                index.files[relpath] = generation
-                self._base_files[relpath] = (generation, sig)
-            for relpath in [path for path in self._base_files if path not in local.files]:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.state.tree / relpath).unlink()
-                index.files.pop(relpath, None)
+                copied[relpath] = sig
+            changes.moved = sorted(copied)
+            changes.deleted = sorted(path for path in self._base_files if path not in local.files)
+            changes.made_dirs = sorted(local.dirs - self._base_dirs)
+            changes.removed_dirs = sorted(self._base_dirs - local.dirs)
+            self.state.apply(changes)
+            for relpath, sig in copied.items():
+                self._base_files[relpath] = (changes.generation, sig)
+            for relpath in changes.deleted:
                 del self._base_files[relpath]
-            for relpath in local.dirs - self._base_dirs:
-                (self.state.tree / relpath).mkdir(parents=True, exist_ok=True)
-            remove_empty_dirs(self.state.tree, self._base_dirs - local.dirs)
             self._base_dirs = local.dirs
-            index.generation = generation
-            self.state.save(index)
 
     def _check_inodes(self, index: Index, local: Tree) -> None:
         """Refuse a commit whose result would pass the limit; symlinks count though the fake drops them."""

@@ -120,7 +120,7 @@ class FakeModalVolume:
         from modal.exception import NotFoundError
 
         relpath = _volume_path(path)
-        with self._state.lock:
+        with self._state.locked():
             target = self._state.tree / relpath
             if target.is_file():
                 return [_file_entry(relpath, target)]
@@ -140,7 +140,7 @@ class FakeModalVolume:
         A generator, as in Modal: a missing file raises :class:`FileNotFoundError` on first use.
         """
         relpath = _volume_path(path)
-        with self._state.lock:
+        with self._state.locked():
             try:
                 handle = open(self._state.tree / relpath, "rb")  # noqa: SIM115  (closed below)
             except (FileNotFoundError, IsADirectoryError):
@@ -158,7 +158,7 @@ class FakeModalVolume:
         """
         batch = FakeUploadBatch()
         yield batch
-        with self._state.lock:
+        with self._state.locked():
             index = self._state.load()
             for upload in batch.uploads:
                 target = self._state.tree / upload.relpath
@@ -175,7 +175,7 @@ class FakeModalVolume:
     def remove_file(self, path: str, recursive: bool = False) -> None:
         """Remove a file, or a directory (which needs ``recursive=True`` unless it is empty)."""
         relpath = _volume_path(path)
-        with self._state.lock:
+        with self._state.locked():
             target = self._state.tree / relpath
             if not relpath or not (target.is_file() or target.is_dir()):
                 raise FileNotFoundError(f"No such file or directory: {path}")
