@@ -184,4 +184,3 @@ def test_demo_in_an_empty_store_reports_sizes_in_binary_units(cli, tmp_path: Pat
     steps = {step["name"]: step for step in only_json(result.stdout)["steps"]}
     assert steps["gc --keep 1"]["outcome"].endswith("MiB")
     assert "1 old version removed; 1 entry left" in steps["gc --keep 1"]["detail"]
-

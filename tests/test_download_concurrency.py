@@ -17,8 +17,6 @@ from weightcache.testing import FileServer
 MIB = 1024 * 1024
 
 
-
-
 def serve(server: FileServer, rng: random.Random, sizes: dict[str, int]) -> tuple[dict[str, str], dict]:
     """Serve files of ``sizes``; return ``{name: url}`` and ``{name: sha256}``."""
     urls, hashes = {}, {}

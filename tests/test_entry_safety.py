@@ -49,7 +49,6 @@ def test_published_files_are_read_only_and_copies_are_writable(
     assert stat.S_IMODE((hardlinked / entry.manifest.files[0].path).stat().st_mode) == 0o444
 
 
-
 @pytest.fixture
 def nobody_dir() -> Iterator[Path]:
     """A directory owned by ``nobody`` that it can reach (pytest's tmp_path is private to root)."""

@@ -24,7 +24,6 @@ from weightcache.testing import FileServer
 KIB = 1024
 
 
-
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -54,8 +54,6 @@ print(json.dumps({r.path: r.sha256 for r in entry.manifest.files}), flush=True)
 """
 
 
-
-
 def child(
     store: Path, uri: str, marker: Path, fraction: float, go: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:
