@@ -15,6 +15,7 @@ from hypothesis import settings
 from typer.testing import CliRunner
 
 from weightcache import LocalStore, WeightCache
+from weightcache._transport.cpus import usable_cpus
 from weightcache.cli import app
 from weightcache.testing import FileServer
 
@@ -23,6 +24,15 @@ from weightcache.testing import FileServer
 # --hypothesis-seed=N` explores other examples. No example database: nothing is written to the checkout.
 settings.register_profile("weightcache", derandomize=True, deadline=None, database=None)
 settings.load_profile("weightcache")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the default, see pyproject.toml): a worker per usable CPU (affinity, quota), at most 4.
+
+    Many tests wait on child processes and local servers, so two workers keep a 2-core machine
+    busy; more than four would each import torch and collect every test for little gain.
+    """
+    return min(4, usable_cpus())
 
 
 @pytest.fixture

@@ -46,14 +46,20 @@ def hostile_entry(store_dir: Path, make_image_dir):
     return source, WeightCache(store_dir).ensure(source)
 
 
-def test_verify_shows_a_hostile_name_escaped(
-    cli, store_dir: Path, hostile_entry, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("COLUMNS", "200")
+def test_verify_shows_a_hostile_name_escaped(store_dir: Path, hostile_entry) -> None:
     _, entry = hostile_entry
     damage(entry.path, HOSTILE)
-    result = cli("verify", "--store", store_dir)
-    assert result.exit_code == 1
+    # A real process, with a terminal wide enough that no column wraps: the table holds the
+    # source's path, as long as pytest's tmp dir (COLUMNS is read when the process starts).
+    result = subprocess.run(
+        [sys.executable, "-m", "weightcache", "verify", "--store", str(store_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        errors="surrogateescape",
+        env={**os.environ, "COLUMNS": "1000"},
+    )
+    assert result.returncode == 1, result.stderr
     assert ESC not in result.stdout and "\x07" not in result.stdout
     assert "evil\\x1b]0;owned\\x07\\x1b[2J.bin" in result.stdout
 
