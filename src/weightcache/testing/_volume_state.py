@@ -33,7 +33,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from .._transport.fsutil import atomic_write_bytes, remove_tree, unique_suffix
+from .._transport.fsutil import remove_tree, unique_suffix
 
 #: (inode, size, mtime_ns, ctime_ns): any write to a file, or its replacement, changes it.
 FileSignature = tuple[int, int, int, int]
@@ -104,6 +104,17 @@ def link_into(src: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
+def replace_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling and a rename: a kill leaves old or new.
+
+    No fsync: the fake models processes killed, not machines losing power, and a SIGKILL
+    leaves the page cache intact; an fsync per commit would make every reload milliseconds slower.
+    """
+    tmp = path.with_name(f".{path.name}.{unique_suffix()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def is_mount_point(path: Path) -> bool:
     """Whether ``path`` is a mount point; bind mounts too, which ``os.path.ismount`` misses."""
     from ..providers.stores._modal_mounts import mount_points
@@ -166,6 +177,7 @@ class CommittedState:
         self.link_files = link_files
         self.tree = root / "committed"
         self.tree.mkdir(parents=True, exist_ok=True)
+        self._root = root
         self._index_path = root / "index.json"
         self._journal_path = root / "journal.json"
         self._pending_root = root / "pending"
@@ -187,7 +199,7 @@ class CommittedState:
 
     def apply(self, changes: Changes) -> None:
         """Make ``changes`` the tree's and the index's, all or nothing (call inside :meth:`locked`)."""
-        atomic_write_bytes(self._journal_path, json.dumps(asdict(changes)).encode())
+        replace_bytes(self._journal_path, json.dumps(asdict(changes)).encode())
         self._roll_forward(changes)
 
     def _roll_forward(self, changes: Changes) -> None:
@@ -223,6 +235,8 @@ class CommittedState:
         if self._pending_root.is_dir():
             for leftover in list(self._pending_root.iterdir()):  # killed before its journal was written
                 remove_tree(leftover)
+        for leftover in self._root.glob(".*.tmp"):  # a journal or index write killed before its rename
+            leftover.unlink(missing_ok=True)
 
     def load(self) -> Index:
         """The index as last saved (call with :attr:`lock` held)."""
@@ -235,7 +249,7 @@ class CommittedState:
     def save(self, index: Index) -> None:
         """Save the index atomically (call with :attr:`lock` held)."""
         data = {"generation": index.generation, "files": index.files}
-        atomic_write_bytes(self._index_path, json.dumps(data).encode())
+        replace_bytes(self._index_path, json.dumps(data).encode())
 
     def transfer(self, src: Path, dest: Path) -> None:
         """Put ``src``'s content at ``dest``: a copy, or a hard link with :attr:`link_files`."""
@@ -305,6 +319,9 @@ class View:
             changes.deleted = sorted(path for path in self._base_files if path not in local.files)
             changes.made_dirs = sorted(local.dirs - self._base_dirs)
             changes.removed_dirs = sorted(self._base_dirs - local.dirs)
+            if not (changes.moved or changes.deleted or changes.made_dirs or changes.removed_dirs):
+                remove_tree(pending)  # nothing changed: nothing to commit
+                return
             self.state.apply(changes)
             for relpath, sig in copied.items():
                 self._base_files[relpath] = (changes.generation, sig)

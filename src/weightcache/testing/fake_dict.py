@@ -17,7 +17,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from .._transport.fsutil import atomic_write_bytes
+from ._volume_state import replace_bytes
 
 _MISSING = object()
 
@@ -96,4 +96,4 @@ class FakeModalDict:
             before = pickle.dumps(items)
             yield items
             if pickle.dumps(items) != before:
-                atomic_write_bytes(self.path, pickle.dumps(items))
+                replace_bytes(self.path, pickle.dumps(items))
