@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import modal
 import pytest
@@ -21,6 +22,7 @@ from weightcache import (
 )
 from weightcache._core.staging import Staging
 from weightcache.providers.base import Plan
+from weightcache.providers.stores import _modal_lease
 from weightcache.providers.stores._modal_lease import DictLease
 from weightcache.testing import FakeModalDict, FakeModalVolume, FakeVolumeContainer
 
@@ -158,6 +160,40 @@ def test_waiting_for_a_live_holder_times_out(volume: FakeModalVolume, make_image
         probe = waiter_store.populate_lock(key, timeout=0)  # gc asks "is it busy?" and never waits
         with pytest.raises(LockTimeoutError, match="being populated by"), probe:
             pass
+
+
+@pytest.mark.parametrize("fetch_seconds", [1.0, 60.0])
+def test_a_waiter_learns_of_a_release_within_a_tenth_of_its_wait_or_poll_seconds(
+    volume: FakeModalVolume, monkeypatch: pytest.MonkeyPatch, fetch_seconds: float
+) -> None:
+    """Short fetches are noticed promptly, long ones within poll_seconds, reading once per poll_seconds."""
+    settings = LeaseSettings(lease_seconds=600, heartbeat_seconds=60, poll_seconds=0.25)
+    leases = FakeModalDict(volume.root / "leases.dict")
+    holder, waiter = volume.container("holder"), volume.container("waiter")
+    holder_store = ModalVolumeStore(holder, holder.mount_path, lease=settings, lease_dict=leases)
+    waiter_store = ModalVolumeStore(waiter, waiter.mount_path, lease=settings, lease_dict=leases)
+    holding = DictLease(holder_store, leases, "model-key", settings, timeout=None).__enter__()
+    # The waiter's clock is simulated: a pause advances it at once. The holder releases at
+    # fetch_seconds, during a pause (the waiter then takes the next generation: no entry appeared).
+    now, pauses = [0.0], []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if now[0] < fetch_seconds <= now[0] + seconds:
+            holding.__exit__(None, None, None)
+        now[0] += seconds
+
+    clock = SimpleNamespace(monotonic=lambda: now[0], sleep=pause, time=time.time)
+    monkeypatch.setattr(_modal_lease, "time", clock)
+    with DictLease(waiter_store, leases, "model-key", settings, timeout=None) as waiting:
+        assert waiting.generation == 1
+    assert pauses[0] == _modal_lease.FIRST_POLL_SECONDS and max(pauses) <= settings.poll_seconds
+    assert pauses == sorted(pauses)  # they only grow
+    noticed_after = now[0] - fetch_seconds  # the waiter read the released record at now[0]
+    tenth = max(_modal_lease.FIRST_POLL_SECONDS, 0.1 * fetch_seconds)
+    assert 0 <= noticed_after <= min(tenth, settings.poll_seconds) + 1e-9
+    if fetch_seconds >= 10 * settings.poll_seconds:  # a long wait reads the Dict once per poll_seconds
+        assert len(pauses) <= fetch_seconds / settings.poll_seconds + 40
 
 
 def test_lease_settings_are_checked() -> None:

@@ -8,8 +8,11 @@ each (``<namespace>/<entry key>/<generation>``):
 
 1. **Acquire.** Read the current generation. If its key is absent, create it; exactly one
    container's create succeeds, and that container holds the lease.
-2. **Wait.** If a holder's record is there, poll it every ``poll_seconds`` (a Dict read, no
-   Volume reload). When it says *released*, reload the Volume: the entry is usually there.
+2. **Wait.** If a holder's record is there, poll it (a Dict read, no Volume reload): after a
+   tenth of the time waited so far, at least ``FIRST_POLL_SECONDS`` and at most
+   ``poll_seconds``. So a short fetch is noticed within a tenth of its time and a long one
+   within ``poll_seconds``, at no more than one read per ``poll_seconds`` once it runs long.
+   When the record says *released*, reload the Volume: the entry is usually there.
 3. **Take over.** A holder heartbeats by bumping a counter in its record every
    ``heartbeat_seconds``. A waiter that sees the counter unchanged for ``lease_seconds`` of
    its *own* monotonic clock (no clock comparison across machines) moves to the next
@@ -42,6 +45,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: A waiter's first pauses between reads of the holder's record; they grow with the wait.
+FIRST_POLL_SECONDS = 0.02
+#: A waiter pauses for this share of the time it has waited so far (up to ``poll_seconds``).
+POLL_SHARE_OF_WAIT = 0.1
+
 
 class LeaseDict(Protocol):
     """What the lease needs from a ``modal.Dict`` (or :class:`~weightcache.testing.FakeModalDict`)."""
@@ -59,8 +67,9 @@ class LeaseSettings:
 
     ``lease_seconds``: how long a waiter watches a holder's heartbeat stand still before
     taking over (generous: a container busy writing gigabytes may be slow to renew).
-    ``heartbeat_seconds``: how often the holder renews. ``poll_seconds``: how often waiters
-    read the holder's record (one Dict read each).
+    ``heartbeat_seconds``: how often the holder renews. ``poll_seconds``: the longest pause
+    between a waiter's reads of the holder's record (one Dict read each); early in a wait the
+    pauses are shorter (a tenth of the time waited so far).
     """
 
     lease_seconds: float = 60.0
@@ -134,6 +143,7 @@ class DictLease:
         """Return once the entry is visible or this container holds the lease."""
         generation = int(self._leases.get(f"{self._prefix}/head", 0))
         watched: tuple[int, int, float] | None = None  # generation, beat, when it last changed
+        since = time.monotonic()
         while True:
             record = self._leases.get(self._generation_key(generation))
             if record is None:
@@ -160,7 +170,7 @@ class DictLease:
                 )
                 generation += 1
                 continue
-            self._sleep_or_give_up(deadline)
+            self._sleep_or_give_up(deadline, time.monotonic() - since)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -219,8 +229,8 @@ class DictLease:
                 f"{self._key} is being populated by {record.get('holder')}; try again later"
             )
 
-    def _sleep_or_give_up(self, deadline: float | None) -> None:
-        pause = self._settings.poll_seconds
+    def _sleep_or_give_up(self, deadline: float | None, waited: float) -> None:
+        pause = min(self._settings.poll_seconds, max(FIRST_POLL_SECONDS, POLL_SHARE_OF_WAIT * waited))
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
