@@ -22,10 +22,19 @@ from .servers import REPO_ID
 Load = Callable[[], "bool | None"]
 
 
+def _hub_client_ready() -> None:
+    # Import the Hub client and build its HTTP client (an SSL context: ~35 ms of CPU) during setup,
+    # for every pattern alike: on Modal each container does this on its own CPUs, while here
+    # eight processes would queue for two cores and the herd would measure the machine.
+    from huggingface_hub.utils import get_session
+
+    get_session()
+
+
 def _weightcache(container: FakeVolumeContainer, *, with_dict: bool) -> Load:
-    # Import the Hub client during setup, as the Modal-examples pattern imports snapshot_download:
-    # on Modal each container imports on its own CPUs; here eight processes would share two.
     import weightcache.providers.sources._hf_client  # noqa: F401
+
+    _hub_client_ready()
 
     # The lease Dict lives beside the Volume's directory, so each herd starts with an empty one.
     leases = FakeModalDict(container.mount_path.parent.parent / "leases.dict") if with_dict else None
@@ -35,6 +44,8 @@ def _weightcache(container: FakeVolumeContainer, *, with_dict: bool) -> Load:
 
 def _modal_examples(container: FakeVolumeContainer) -> Load:
     from huggingface_hub import snapshot_download
+
+    _hub_client_ready()
 
     def load() -> None:
         # Modal's examples mount the Volume as the HF cache, download, then commit.
