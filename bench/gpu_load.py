@@ -59,20 +59,30 @@ def pinned_copy_seconds(nbytes: int, device) -> float:
 
 
 def raw_read_seconds(paths: list[str], pinned: bool, threads: int = 16, chunk: int = 16 * 1024**2) -> float:
-    """Read every byte with ``threads`` threads of ``preadv`` into one reused (pinned) buffer each."""
+    """Read every byte with ``threads`` threads of ``preadv`` into one reused (pinned) buffer each.
+
+    Only a pinned buffer needs torch; an unpinned one is a ``bytearray``, so a CPU run's worker
+    does not import torch (seconds, off the clock but not off the run).
+    """
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    import torch
-
-    from weightcache._loading.tensor_io import host_memory
-
     local = threading.local()
+
+    def buffer() -> tuple[object, memoryview]:
+        if not pinned:
+            plain = bytearray(chunk)
+            return plain, memoryview(plain)
+        import torch
+
+        from weightcache._loading.tensor_io import host_memory
+
+        tensor = torch.empty(chunk, dtype=torch.uint8, pin_memory=True)
+        return tensor, host_memory(tensor)
 
     def read(path: str, offset: int) -> None:
         if not hasattr(local, "view"):
-            local.buffer = torch.empty(chunk, dtype=torch.uint8, pin_memory=pinned)
-            local.view = host_memory(local.buffer)
+            local.buffer, local.view = buffer()
         descriptor = os.open(path, os.O_RDONLY)
         try:
             os.preadv(descriptor, [local.view], offset)
@@ -88,6 +98,9 @@ def raw_read_seconds(paths: list[str], pinned: bool, threads: int = 16, chunk: i
 
 def worker(name: str, device_name: str, paths: list[str]) -> dict:
     """Time one load in this (fresh) process; the CUDA context is made before the clock starts."""
+    if name == "raw-read" and not device_name.startswith("cuda"):
+        nbytes = sum(os.path.getsize(p) for p in paths)
+        return {"seconds": raw_read_seconds(paths, pinned=False), "bytes": nbytes}
     import torch
 
     device = torch.device(device_name)
