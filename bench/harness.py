@@ -63,7 +63,7 @@ class Settings:
             quick=True,
             # Shards of 6 MiB, above HTTP_MIN_PART_BYTES: the Hub's large files still come in ranges.
             model_bytes=24 * MIB,
-            file_counts=(10, 100),
+            file_counts=(10, 50),
             small_file_bytes=4 * 1024,
             runs=1,
             call_seconds=0.02,
