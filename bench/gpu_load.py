@@ -59,20 +59,30 @@ def pinned_copy_seconds(nbytes: int, device) -> float:
 
 
 def raw_read_seconds(paths: list[str], pinned: bool, threads: int = 16, chunk: int = 16 * 1024**2) -> float:
-    """Read every byte with ``threads`` threads of ``preadv`` into one reused (pinned) buffer each."""
+    """Read every byte with ``threads`` threads of ``preadv`` into one reused (pinned) buffer each.
+
+    Only a pinned buffer needs torch; an unpinned one is a ``bytearray``, so a CPU run's worker
+    does not import torch (seconds, off the clock but not off the run).
+    """
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    import torch
-
-    from weightcache._loading.tensor_io import host_memory
-
     local = threading.local()
+
+    def buffer() -> tuple[object, memoryview]:
+        if not pinned:
+            plain = bytearray(chunk)
+            return plain, memoryview(plain)
+        import torch
+
+        from weightcache._loading.tensor_io import host_memory
+
+        tensor = torch.empty(chunk, dtype=torch.uint8, pin_memory=True)
+        return tensor, host_memory(tensor)
 
     def read(path: str, offset: int) -> None:
         if not hasattr(local, "view"):
-            local.buffer = torch.empty(chunk, dtype=torch.uint8, pin_memory=pinned)
-            local.view = host_memory(local.buffer)
+            local.buffer, local.view = buffer()
         descriptor = os.open(path, os.O_RDONLY)
         try:
             os.preadv(descriptor, [local.view], offset)
@@ -88,6 +98,9 @@ def raw_read_seconds(paths: list[str], pinned: bool, threads: int = 16, chunk: i
 
 def worker(name: str, device_name: str, paths: list[str]) -> dict:
     """Time one load in this (fresh) process; the CUDA context is made before the clock starts."""
+    if name == "raw-read" and not device_name.startswith("cuda"):
+        nbytes = sum(os.path.getsize(p) for p in paths)
+        return {"seconds": raw_read_seconds(paths, pinned=False), "bytes": nbytes}
     import torch
 
     device = torch.device(device_name)
@@ -174,26 +187,24 @@ def _count(shape: list[int]) -> int:
 
 
 def describe(paths: list[Path], device: str) -> list[str]:
-    """Lines saying where this ran: machine, versions, files."""
-    import torch
-
-    versions = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "weightcache": weightcache.__version__,
-    }
-    for package in ("safetensors", *PEERS.values()):
+    """Lines saying where this ran: machine, versions, files (a CPU run does not import torch here)."""
+    versions = {"python": platform.python_version(), "weightcache": weightcache.__version__}
+    for package in ("torch", "safetensors", *PEERS.values()):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = "not installed"
-    gpu = torch.cuda.get_device_name() if device.startswith("cuda") else "none (CPU numbers)"
+    gpu = "none (CPU numbers)"
+    if device.startswith("cuda"):
+        import torch
+
+        gpu = f"{torch.cuda.get_device_name()}; CUDA (torch): {torch.version.cuda}"
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
     sizes = [path.stat().st_size for path in paths]
     tensors = sum(len(read_layout(path).tensors) for path in paths)
     return [
         f"machine: {platform.node()} ({platform.machine()}, kernel {platform.release()}), "
-        f"{os.cpu_count()} CPUs, {memory:.0f} GiB RAM; GPU: {gpu}; CUDA (torch): {torch.version.cuda}",
+        f"{os.cpu_count()} CPUs, {memory:.0f} GiB RAM; GPU: {gpu}",
         "versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()),
         f"files: {len(paths)} ({tensors} tensors, {sum(sizes) / GIB:.2f} GiB: "
         + ", ".join(f"{size / 1e9:.3f} GB" for size in sizes)
@@ -278,11 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the benchmark (or, with --worker, one load in this process)."""
     args = parse(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.device, [str(p) for p in args.files])))
-        return
-    import torch
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        print(json.dumps(worker(args.worker, args.device, [str(p) for p in args.files])), flush=True)
+        os._exit(0)  # measured and reported: skip torch's interpreter teardown (~0.4 s a process)
+    device = args.device or _default_device()
     size_gb, shards, repeat = (1 / 16, 2, 1) if args.quick else (args.size_gb, args.shards, args.repeat)
     paths = args.files or write_model(args.data_dir / f"{size_gb:g}gib-{shards}", int(size_gb * GIB), shards)
     loaders = [name for name in args.loaders.split(",") if name in LOADERS]
@@ -296,6 +305,12 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps({"device": device, "lines": lines, **measured}, indent=2))
+
+
+def _default_device() -> str:
+    import torch  # only to look for a GPU: a run given --device cpu never imports torch in this process
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _installed(distribution: str) -> bool:

@@ -21,7 +21,7 @@ from weightcache import LeaseSettings, ModalVolumeStore, Source, WeightCache
 from weightcache.providers.base import Plan
 from weightcache.testing import FakeModalDict, FakeModalVolume
 
-root, source, start_at, options = sys.argv[1], sys.argv[2], float(sys.argv[3]), json.loads(sys.argv[4])
+root, source, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 
 class RandomSource(Source):
     # Different bytes on every fetch of the same version: any mix of two populates fails verify.
@@ -48,8 +48,8 @@ def progress(event):
         meet(*options["meet"])
     fetched += event.nbytes
     time.sleep(options.get("chunk_pause", 0.01))
-    if options.get("die_after_seconds") and fetched:
-        time.sleep(options["die_after_seconds"])
+    if options.get("die_once_met") and fetched:
+        meet(*options["die_once_met"])  # the others are at their ensure() call: they wait on this lease
         os.kill(os.getpid(), signal.SIGKILL)  # a preempted container: no final commit
 
 class Watch(logging.Handler):
@@ -63,8 +63,10 @@ lease = LeaseSettings(**options["lease"]) if options.get("lease") else None
 container = FakeModalVolume(root).container()
 leases = FakeModalDict(Path(root).parent / "leases.dict")
 cache = WeightCache(ModalVolumeStore(container, container.mount_path, lease=lease, lease_dict=leases))
-while time.time() < start_at:
-    time.sleep(0.005)
+if options.get("start_together"):  # the herd starts at once, each process imported and ready
+    meet(*options["start_together"])
+if options.get("arrive"):  # tell a waiting container this one is about to ensure()
+    open(os.path.join(options["arrive"], str(os.getpid())), "w").close()
 entry = cache.ensure(RandomSource() if source == "random" else source, progress=progress)
 report = {
     "key": entry.key,
@@ -81,10 +83,10 @@ print(json.dumps(report))
 FAST_LEASE = {"lease_seconds": 5.0, "heartbeat_seconds": 0.3, "poll_seconds": 0.1}
 
 
-def start_container(root: Path, source: str, start_at: float, **options: object) -> subprocess.Popen[str]:
+def start_container(root: Path, source: str, **options: object) -> subprocess.Popen[str]:
     options.setdefault("lease", FAST_LEASE)
     return subprocess.Popen(
-        [sys.executable, "-c", CONTAINER, str(root), source, str(start_at), json.dumps(options)],
+        [sys.executable, "-c", CONTAINER, str(root), source, json.dumps(options)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -109,8 +111,9 @@ def test_a_herd_of_eight_cold_containers_fetches_once(tmp_path: Path, make_image
     source = make_image_dir({f"shard-{i}.bin": os.urandom(1_000_000) for i in range(4)})
     model_bytes = 4_000_000
     volume = FakeModalVolume(tmp_path / "volume")
-    start_at = time.time() + 3.0  # every process imported and its container started before then
-    herd = [start_container(volume.root, str(source), start_at) for _ in range(8)]
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    herd = [start_container(volume.root, str(source), start_together=[str(ready), 8]) for _ in range(8)]
     results = [finish(container) for container in herd]
 
     assert len({result["key"] for result in results}) == 1
@@ -124,9 +127,14 @@ def test_a_container_crashing_mid_populate_is_taken_over(tmp_path: Path, make_im
     source = make_image_dir({f"shard-{i}.bin": os.urandom(1_000_000) for i in range(4)})
     volume = FakeModalVolume(tmp_path / "volume")
     lease = {"lease_seconds": 2.0, "heartbeat_seconds": 0.2, "poll_seconds": 0.1}
-    doomed = start_container(volume.root, str(source), 0, lease=lease, die_after_seconds=3.0)
+    arrived = tmp_path / "arrived"
+    arrived.mkdir()
+    # The holder dies mid-fetch once both survivors are at their ensure() call (a file each in arrived).
+    doomed = start_container(volume.root, str(source), lease=lease, die_once_met=[str(arrived), 3])
     wait_for_lease(tmp_path, doomed)
-    survivors = [start_container(volume.root, str(source), 0, lease=lease) for _ in range(2)]
+    survivors = [
+        start_container(volume.root, str(source), lease=lease, arrive=str(arrived)) for _ in range(2)
+    ]
 
     doomed.communicate(timeout=60)
     assert doomed.returncode == -9  # SIGKILL: it never committed its entry
@@ -146,7 +154,7 @@ def test_racing_without_a_lease_still_ends_with_one_valid_entry(tmp_path: Path) 
     meeting = tmp_path / "fetching"
     meeting.mkdir()
     # Each racer waits, once it is fetching, for the other to be fetching too: both must populate.
-    racers = [start_container(volume.root, "random", 0, lease=None, meet=[str(meeting), 2]) for _ in range(2)]
+    racers = [start_container(volume.root, "random", lease=None, meet=[str(meeting), 2]) for _ in range(2)]
     results = [finish(container) for container in racers]
 
     assert [result["hit"] for result in results] == [False, False]  # both populated...

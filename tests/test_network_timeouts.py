@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -170,6 +171,16 @@ def scripted() -> Iterator[Callable[[Callable[[QuietHandler], None]], str]]:
     yield start
     for server in servers:
         server.close()
+
+
+def test_the_test_servers_send_a_body_without_waiting_for_the_clients_ack(scripted) -> None:
+    # With Nagle on, a keep-alive response's body waited ~40 ms for the delayed ACK of its headers.
+    def answer(handler: QuietHandler) -> None:
+        nodelay = handler.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        handler.send_simple(200, body=b"%d" % bool(nodelay))
+
+    with urllib.request.urlopen(scripted(answer)) as response:
+        assert response.read() == b"1"
 
 
 def test_a_hub_that_redirects_forever_is_one_sentence(cache: WeightCache, scripted) -> None:

@@ -26,9 +26,10 @@ class QuietHandler(BaseHTTPRequestHandler):
     """A keep-alive request handler that does not print a line per request."""
 
     protocol_version = "HTTP/1.1"
-    # TCP_NODELAY (socketserver.StreamRequestHandler): headers and body leave in separate writes,
-    # and with Nagle's algorithm the body waits for the client's delayed ACK, about 40 ms on Linux.
-    # Real servers answer small requests without that pause, so the test servers must too.
+    # http.server writes the headers and the body as two sends; with Nagle on, the body waits for
+    # the client's delayed ACK of the headers (~40 ms per keep-alive response on Linux), as servers
+    # such as uvicorn and nginx (tcp_nodelay on) avoid. socketserver.StreamRequestHandler.setup()
+    # sets TCP_NODELAY when this is true.
     disable_nagle_algorithm = True
 
     @property
