@@ -36,8 +36,7 @@ class FakeModalDict:
 
     def get(self, key: Any, default: Any = None) -> Any:
         """The value at ``key``, or ``default`` if it is absent."""
-        with self._lock:
-            return self._load().get(key, default)
+        return self._load().get(key, default)
 
     def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool:
         """Store ``value`` at ``key``; with ``skip_if_exists``, only if absent. Return whether stored."""
@@ -58,18 +57,15 @@ class FakeModalDict:
 
     def contains(self, key: Any) -> bool:
         """Whether ``key`` is present."""
-        with self._lock:
-            return key in self._load()
+        return key in self._load()
 
     def items(self) -> list[tuple[Any, Any]]:
         """Every key and value (``modal.Dict.items()`` iterates them)."""
-        with self._lock:
-            return list(self._load().items())
+        return list(self._load().items())
 
     def len(self) -> int:
         """How many keys the Dict holds (``modal.Dict.len()``)."""
-        with self._lock:
-            return len(self._load())
+        return len(self._load())
 
     def __getitem__(self, key: Any) -> Any:
         value = self.get(key, _MISSING)
@@ -84,6 +80,8 @@ class FakeModalDict:
         return self.contains(key)
 
     def _load(self) -> dict[Any, Any]:
+        # Reads take no lock, as a Dict read on Modal's server does not wait for writers: every
+        # write replaces the file in one rename, so a reader sees the Dict before it or after it.
         try:
             return pickle.loads(self.path.read_bytes())
         except FileNotFoundError:
