@@ -9,8 +9,8 @@ each (``<namespace>/<entry key>/<generation>``):
 1. **Acquire.** Read the current generation. If its key is absent, create it; exactly one
    container's create succeeds, and that container holds the lease.
 2. **Wait.** If a holder's record is there, poll it (a Dict read, no Volume reload): after a
-   tenth of the time waited so far, at least ``FIRST_POLL_SECONDS`` and at most
-   ``poll_seconds``. So a short fetch is noticed within a tenth of its time and a long one
+   twentieth of the time waited so far, at least ``FIRST_POLL_SECONDS`` and at most
+   ``poll_seconds``. So a short fetch is noticed within a twentieth of its time and a long one
    within ``poll_seconds``, at no more than one read per ``poll_seconds`` once it runs long.
    When the record says *released*, reload the Volume: the entry is usually there.
 3. **Take over.** A holder heartbeats by bumping a counter in its record every
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 #: A waiter's first pauses between reads of the holder's record; they grow with the wait.
 FIRST_POLL_SECONDS = 0.02
 #: A waiter pauses for this share of the time it has waited so far (up to ``poll_seconds``).
-POLL_SHARE_OF_WAIT = 0.1
+POLL_SHARE_OF_WAIT = 0.05
 
 
 class LeaseDict(Protocol):
@@ -69,7 +69,7 @@ class LeaseSettings:
     taking over (generous: a container busy writing gigabytes may be slow to renew).
     ``heartbeat_seconds``: how often the holder renews. ``poll_seconds``: the longest pause
     between a waiter's reads of the holder's record (one Dict read each); early in a wait the
-    pauses are shorter (a tenth of the time waited so far).
+    pauses are shorter (a twentieth of the time waited so far).
     """
 
     lease_seconds: float = 60.0
