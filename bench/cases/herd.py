@@ -100,9 +100,10 @@ def run(ctx: Context) -> CaseResult:
             "Like Modal, a container sees the Volume as of its start plus its own writes; others' commits "
             "appear only after a reload. The fake's commit and reload hard-link files (metadata only, as a "
             "reload is on Modal), under one lock for the whole Volume.",
-            "weightcache's lease is a `FakeModalDict` (a file under a file lock) with modal.Dict's atomic "
-            "create; waiters read the holder's record after a twentieth of the time waited (0.02-0.25 s) and "
-            "reload the Volume once it is released. Without a Dict every container fetches (the third row).",
+            "weightcache's lease is a `FakeModalDict` (a file: writes under a file lock, reads without) "
+            "with modal.Dict's atomic create; waiters read the holder's record after a twentieth of the "
+            "time waited (0.02-0.25 s) and reload the Volume once it is released. Without a Dict every "
+            "container fetches (the third row).",
             "Each container imports its libraries and builds the Hub's HTTP client before the start signal "
             "(on Modal each container does that on its own CPUs; here the herd shares two cores).",
         ],
