@@ -7,19 +7,28 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from weightcache.testing import FakeHub
 
 
-def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_python(
+    code: str,
+    *args: str,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh Python process (real processes for concurrency and crash tests)."""
     return subprocess.run(
         [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
+        cwd=cwd,
         check=False,
     )
 

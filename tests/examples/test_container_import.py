@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import run_python
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINER_IMPORT = """
@@ -66,15 +66,7 @@ def test_app_imports_in_the_container_as_root_app_py(
         "EXAMPLES_MEMORY_SNAPSHOT": "0",
     }
 
-    done = subprocess.run(
-        [sys.executable, "-c", CONTAINER_IMPORT, str(REPO / app_file), cls],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=container_root,
-        check=False,
-    )
+    done = run_python(CONTAINER_IMPORT, str(REPO / app_file), cls, env=env, cwd=container_root)
 
     assert done.returncode == 0, done.stderr
     imported = json.loads(done.stdout.splitlines()[-1])

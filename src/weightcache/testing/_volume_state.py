@@ -74,11 +74,16 @@ def scan(root: Path, *, ctime: bool = True) -> Tree:
     return tree
 
 
-def copy_into(src: Path, dest: Path) -> None:
-    """Copy a file so that readers of ``dest`` see the old content or the new, never a mix."""
+def make_room(dest: Path) -> None:
+    """Prepare ``dest`` to receive a file by rename: its parents exist, a directory there is gone."""
     if dest.is_dir() and not dest.is_symlink():
         remove_tree(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+
+
+def copy_into(src: Path, dest: Path) -> None:
+    """Copy a file so that readers of ``dest`` see the old content or the new, never a mix."""
+    make_room(dest)
     tmp = dest.with_name(f".fakevolume-{unique_suffix()}.tmp")
     try:
         shutil.copyfile(src, tmp)
@@ -90,9 +95,7 @@ def copy_into(src: Path, dest: Path) -> None:
 
 def link_into(src: Path, dest: Path) -> None:
     """Hard-link ``src`` at ``dest``, replacing what was there in one rename (a copy across filesystems)."""
-    if dest.is_dir() and not dest.is_symlink():
-        remove_tree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_room(dest)
     tmp = dest.with_name(f".fakevolume-{unique_suffix()}.tmp")
     try:
         os.link(src, tmp)
@@ -209,9 +212,7 @@ class CommittedState:
             staged, dest = pending / relpath, self.tree / relpath
             if not os.path.lexists(staged):
                 continue
-            if dest.is_dir() and not dest.is_symlink():
-                remove_tree(dest)
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            make_room(dest)
             os.replace(staged, dest)
         for relpath in changes.deleted:
             with contextlib.suppress(FileNotFoundError):
